@@ -1,0 +1,225 @@
+"""Batched multistart maximisation of an acquisition over an encoded mixed space.
+
+1. Score `r` raw candidates (scrambled Sobol plus perturbations of given seed points) in
+   one batch; pick `b` starts: the best, and the rest drawn with Boltzmann weights.
+2. Continuous ascent of all starts together (`quasi_newton.minimize_batched`), integers
+   relaxed, categoricals held.
+3. Round integers, then alternate discrete moves (every categorical combination when there
+   are few, else one-column changes; integer neighbours +-1) with continuous ascent of the
+   float columns. Every move is evaluated for all starts in one batch.
+
+The optimizer is acquisition-agnostic: `score` maps `... x q x d` points to `...` values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from bopt.acquisition.quasi_newton import minimize_batched
+from bopt.layout import (Layout, active_mask, canonicalize, decode_integer, encode_integer,
+                         inactive_fill, integer_grid_round)
+
+Score = Callable[[Tensor], Tensor]
+
+
+def unit_to_layout(U: Tensor, layout: Layout) -> Tensor:
+    """Map uniform `... x d` points in [0, 1) to valid encoded points.
+
+    Categorical columns become indices floor(u k); integers stay relaxed; inactive entries
+    take their fixed value.
+    """
+    X = U.clone()
+    for col, k in zip(layout.categorical, layout.categorical_sizes):
+        X[..., col] = (U[..., col] * k).floor().clamp(max=k - 1)
+    return canonicalize(X, layout)
+
+
+def _column_bounds(layout: Layout, dtype, device) -> tuple[Tensor, Tensor]:
+    lower = torch.zeros(layout.d, dtype=dtype, device=device)
+    upper = torch.ones(layout.d, dtype=dtype, device=device)
+    for col, levels in zip(layout.categorical, layout.categorical_levels):
+        upper[col] = levels - 1
+    return lower, upper
+
+
+def _numeric_mask(layout: Layout, *, integers: bool, device) -> Tensor:
+    """`d` mask of the columns gradient ascent may move."""
+    mask = torch.zeros(layout.d, dtype=torch.bool, device=device)
+    mask[list(layout.continuous)] = True
+    if not integers:
+        mask[[c.column for c in layout.integers]] = False
+    return mask
+
+
+def _perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator) -> Tensor:
+    """`m x d` seed points -> `num x d` random perturbations of them."""
+    pick = torch.randint(0, seeds.shape[0], (num,), generator=generator, device=seeds.device)
+    X = seeds[pick].clone()
+    noise = 0.05 * torch.randn(X.shape, generator=generator, dtype=X.dtype, device=X.device)
+    numeric = _numeric_mask(layout, integers=True, device=X.device)
+    X = torch.where(numeric, (X + noise).clamp(0, 1), X)
+    for col, k in zip(layout.categorical, layout.categorical_sizes):
+        flip = torch.rand(num, generator=generator, dtype=X.dtype, device=X.device) < 0.2
+        draw = torch.randint(0, k, (num,), generator=generator, device=X.device).to(X.dtype)
+        X[:, col] = torch.where(flip, draw, X[:, col])
+    # A parent may have changed: reactivate children at a random value, then pin inactive.
+    U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
+    fill = unit_to_layout(U, layout)
+    inactive = X == inactive_fill(layout, dtype=X.dtype, device=X.device)
+    X = torch.where(inactive & active_mask(X, layout), fill, X)
+    return canonicalize(X, layout)
+
+
+def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tensor:
+    """Indices of `num` starts: the best raw candidate plus Boltzmann draws (eta = 2)."""
+    finite = torch.isfinite(values)
+    v = torch.where(finite, values, values[finite].min() if bool(finite.any()) else 0.0)
+    z = (v - v.mean()) / v.std().clamp_min(1e-12)
+    weights = torch.exp(2.0 * z.clamp(max=20)) * finite + 1e-12
+    best = values.argmax()
+    weights[best] = 0.0
+    rest = torch.multinomial(weights, min(num, values.numel()) - 1, replacement=False,
+                             generator=generator)
+    return torch.cat([best.reshape(1), rest])
+
+
+def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
+            max_iter: int) -> Tensor:
+    """Continuous ascent of `b x q x d` starts on the active numeric columns."""
+    b, q, d = X.shape
+    lower, upper = _column_bounds(layout, X.dtype, X.device)
+    free = _numeric_mask(layout, integers=integers, device=X.device) & active_mask(X, layout)
+    if not bool(free.any()):
+        return X
+    x, _, _ = minimize_batched(
+        lambda z: -score(z.reshape(*z.shape[:-1], q, d)),
+        X.reshape(b, q * d), lower.repeat(q), upper.repeat(q),
+        free=free.reshape(b, q * d),
+        project=lambda z: canonicalize(z.reshape(*z.shape[:-1], q, d), layout).reshape(z.shape),
+        max_iter=max_iter, tol=1e-6, gtol=1e-5)
+    return x.reshape(b, q, d)
+
+
+def _categorical_patterns(layout: Layout, X: Tensor, enumerate_limit: int) -> tuple[Tensor, Tensor]:
+    """Replacement patterns for categorical moves: `m x d` values and `m x d` mask.
+
+    All joint assignments when there are at most `enumerate_limit`, else every single-column
+    change.
+    """
+    d, cols, sizes = layout.d, layout.categorical, layout.categorical_sizes
+    kw = dict(dtype=X.dtype, device=X.device)
+    total = 1
+    for k in sizes:
+        total *= k
+    if total <= enumerate_limit:
+        combos = torch.tensor(list(itertools.product(*[range(k) for k in sizes])), **kw)
+        values = torch.zeros(total, d, **kw)
+        values[:, list(cols)] = combos
+        mask = torch.zeros(total, d, dtype=torch.bool, device=X.device)
+        mask[:, list(cols)] = True
+        return values, mask
+    rows_v, rows_m = [], []
+    for col, k in zip(cols, sizes):
+        for level in range(k):
+            v = torch.zeros(d, **kw)
+            v[col] = level
+            m = torch.zeros(d, dtype=torch.bool, device=X.device)
+            m[col] = True
+            rows_v.append(v)
+            rows_m.append(m)
+    return torch.stack(rows_v), torch.stack(rows_m)
+
+
+def _integer_neighbours(X: Tensor, layout: Layout) -> Tensor:
+    """`b x d` points -> `b x 2i x d`: each integer column moved one value down and up."""
+    out = []
+    for col in layout.integers:
+        value = decode_integer(X[:, col.column], col).round()
+        for step in (-1.0, 1.0):
+            Y = X.clone()
+            Y[:, col.column] = encode_integer(value + step, col)
+            out.append(Y)
+    return torch.stack(out, dim=1)
+
+
+def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int) -> Tensor:
+    """Move each of the `b x 1 x d` points to its best discrete neighbour if that scores higher."""
+    x = X[:, 0, :]  # b x d
+    parts = []
+    if layout.categorical:
+        values, mask = _categorical_patterns(layout, x, enumerate_limit)
+        parts.append(torch.where(mask, values, x[:, None, :]))  # b x m x d
+    if layout.integers:
+        parts.append(_integer_neighbours(x, layout))
+    N = canonicalize(torch.cat(parts, dim=1), layout)  # b x m x d
+    cand = torch.cat([x[:, None, :], N], dim=1)  # b x (m+1) x d, current point first
+    values = score(cand.unsqueeze(-2))  # b x (m+1)
+    values = torch.nan_to_num(values, nan=-float("inf"))
+    best = values.argmax(dim=1)  # ties keep the current point
+    return cand[torch.arange(x.shape[0], device=x.device), best].unsqueeze(1)
+
+
+def multistart_maximize(
+    score: Score,
+    layout: Layout,
+    *,
+    generator: torch.Generator,
+    q: int = 1,
+    num_restarts: int = 10,
+    num_raw_samples: int = 512,
+    seeds: Tensor | None = None,
+    max_iter: int = 100,
+    num_alternations: int = 3,
+    enumerate_limit: int = 64,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Maximise `score` over the encoded space from many starts at once.
+
+    Args:
+        score: maps `... x q x d` encoded points to `...` values (higher is better).
+        layout: the space's column layout.
+        generator: source of randomness, on `device`.
+        q: points per candidate set (only 1 when the layout has discrete columns).
+        num_restarts: starts `b` advanced together.
+        num_raw_samples: raw candidates `r` scored to choose the starts.
+        seeds: optional `m x d` points (e.g. the best observations) whose perturbations join
+            the raw candidates.
+        max_iter: iteration cap of each continuous ascent.
+        num_alternations: rounds of discrete moves and continuous ascent.
+        enumerate_limit: enumerate all categorical combinations up to this many.
+
+    Returns:
+        `b x q x d` candidate sets, best first, and their `b` scores.
+    """
+    d = layout.d
+    discrete = bool(layout.categorical or layout.integers)
+    if q > 1 and discrete:
+        raise ValueError("multistart_maximize: q > 1 needs a purely continuous layout; "
+                         "suggest batches one point at a time instead.")
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+    sobol = torch.quasirandom.SobolEngine(d * q, scramble=True, seed=seed)
+    U = sobol.draw(num_raw_samples, dtype=dtype).to(device).reshape(num_raw_samples, q, d)
+    raw = unit_to_layout(U, layout)
+    if seeds is not None and seeds.shape[0] > 0 and q == 1:
+        extra = _perturb(seeds.to(dtype=dtype, device=device), num_raw_samples // 4, layout,
+                         generator)
+        raw = torch.cat([raw, extra.unsqueeze(1)])
+    with torch.no_grad():
+        raw_values = score(raw)  # r
+    X = raw[_select_starts(raw_values, num_restarts, generator)]  # b x q x d
+    X = _ascend(score, X, layout, integers=True, max_iter=max_iter)
+    if discrete:
+        X = integer_grid_round(X, layout)
+        for _ in range(num_alternations):
+            with torch.no_grad():
+                X = _discrete_move(score, X, layout, enumerate_limit)
+            X = _ascend(score, X, layout, integers=False, max_iter=max_iter)
+    with torch.no_grad():
+        values = score(X)
+    order = values.argsort(descending=True)
+    return X[order].detach(), values[order].detach()

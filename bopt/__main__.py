@@ -1,0 +1,5 @@
+import sys
+
+from bopt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The `bopt` command line: `bopt demo` minimises a built-in test problem."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+
+from bopt.acquisition import ACQUISITIONS
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bopt.benchmarks import get_problem
+    from bopt.engine import Optimizer
+
+    problem = get_problem(args.problem)
+    opt = Optimizer(problem.space, args.acquisition, seed=args.seed, device=args.device,
+                    n_initial=args.n_initial)
+    print(f"bopt demo: {problem.name} ({len(problem.space)} parameters), "
+          f"acquisition={args.acquisition}, budget={args.budget}, seed={args.seed}, "
+          f"device={opt.device}")
+    start = time.perf_counter()
+    best = opt.minimize(problem, args.budget, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    rounds = opt.diagnostics
+    suggest = [r.suggest_seconds for r in rounds]
+    model_rounds = [r.suggest_seconds for r in rounds if r.strategy == args.acquisition]
+    print("best configuration:")
+    for name, value in best.params.items():
+        print(f"  {name} = {value!r}")
+    print(f"best value: {best.value:.6g}")
+    if problem.optimum is not None:
+        print(f"regret:     {best.value - problem.optimum:.3g} (optimum {problem.optimum:.6g})")
+    print(f"time in suggest: {sum(suggest):.2f} s in all"
+          + (f", median {statistics.median(model_rounds):.3f} s per model-based suggestion"
+             if model_rounds else "")
+          + f"; total {elapsed:.2f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bopt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="minimise a built-in test problem and report the result")
+    demo.add_argument("--problem", default="hartmann6",
+                      help="test problem name (see bopt.benchmarks.list_problems())")
+    demo.add_argument("--acquisition", default="ei",
+                      choices=ACQUISITIONS + ("random", "sobol"))
+    demo.add_argument("--budget", type=int, default=60, help="number of evaluations")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    demo.add_argument("--n-initial", type=int, default=None,
+                      help="Sobol points before the GP takes over")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError) as err:
+        print(f"bopt: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

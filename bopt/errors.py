@@ -1,0 +1,32 @@
+"""Exceptions raised at bopt's public boundary.
+
+Each subclass also derives from the built-in exception a caller would naturally catch
+(``ValueError`` or ``KeyError``), so ``except ValueError`` keeps working.
+"""
+
+
+class BoptError(Exception):
+    """Base class of every error bopt raises on purpose."""
+
+
+class SearchSpaceError(BoptError, ValueError):
+    """A search space was declared inconsistently (bounds, choices, names, conditions)."""
+
+
+class ParameterError(BoptError, ValueError):
+    """A configuration does not fit the search space (missing, unknown, out of range)."""
+
+
+class ObservationError(BoptError, ValueError):
+    """An observed value is not a finite real number, or does not match its configs."""
+
+
+class TrialError(BoptError, KeyError):
+    """A trial id is unknown, or the trial is no longer pending."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; show it plainly.
+        return str(self.args[0]) if self.args else ""
+
+
+class SpaceExhaustedError(BoptError, RuntimeError):
+    """Every configuration of a finite space has been observed or is pending."""

@@ -1,0 +1,286 @@
+"""The surrogate: an exact GP with the mixed kernel, fitted by batched MAP estimation.
+
+`fit_gp` maximises the marginal likelihood plus log priors for several hyperparameter
+starts at once (one batched Cholesky per evaluation), with the sync-free box-constrained
+L-BFGS of `bopt.acquisition.quasi_newton`, all in float64 on the data's device. The result
+is a BoTorch `Model` (so BoTorch acquisitions run on it) that also caches its Cholesky
+factor for the fast `mean_std` path bopt's own acquisitions use.
+
+Hyperparameters are optimised as one vector per start, in log space:
+`theta = [log cont lengthscales (dc), log cat lengthscales (dk), log scales (3), log noise]`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import gpytorch
+import torch
+from botorch.models.gpytorch import GPyTorchModel
+from gpytorch.constraints import GreaterThan
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import ZeroMean
+from torch import Tensor
+
+from bopt.acquisition.quasi_newton import minimize_batched
+from bopt.kernels import MixedHypers, make_mixed_kernel, mixed, mixed_cross, mixed_diag
+from bopt.layout import Layout
+
+NOISE_FLOOR = 1e-6
+_JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+_LOG_2PI = math.log(2 * math.pi)
+_SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
+
+
+class FitError(RuntimeError):
+    """No usable covariance factor, even with the largest jitter."""
+
+
+@dataclass
+class FitReport:
+    """What a fit did; the loop copies it into its round diagnostics."""
+
+    neg_log_posterior: float
+    num_starts: int
+    iterations: int
+    jitter: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Theta:
+    """Where each hyperparameter sits in the flat vector, with its prior and bounds."""
+
+    dc: int
+    dk: int
+
+    @property
+    def p(self) -> int:
+        return self.dc + self.dk + 4
+
+    def unpack(self, theta: Tensor) -> tuple[MixedHypers, Tensor]:
+        """`h x p` -> hypers with batch `h`, `h` noise variances."""
+        e = theta.exp()
+        dc, dk = self.dc, self.dk
+        return MixedHypers(e[..., :dc], e[..., dc:dc + dk], e[..., dc + dk:dc + dk + 3]), e[..., -1]
+
+    def pack(self, hypers: MixedHypers, noise: Tensor) -> Tensor:
+        return torch.cat([hypers.lengthscale.log(), hypers.cat_lengthscale.log(),
+                          hypers.scales.log(), noise.log().reshape(1)])
+
+    def _used_scales(self) -> list[bool]:
+        if self.dk == 0:
+            return [True, False, False]
+        if self.dc == 0:
+            return [False, True, False]
+        return [True, True, True]
+
+    def prior(self, dtype, device) -> tuple[Tensor, Tensor]:
+        """`p` LogNormal locations and scales (Hvarfner et al. 2024 for the lengthscales)."""
+        used = self._used_scales()
+        scale_loc = math.log(1.0 / sum(used)) + 1.0  # mode exp(loc - 1) = 1 / num terms
+        loc = ([_SQRT2 + 0.5 * math.log(max(self.dc, 1))] * self.dc + [0.0] * self.dk
+               + [scale_loc] * 3 + [-4.0])
+        sd = [_SQRT3] * self.dc + [1.0] * self.dk + [1.0] * 3 + [1.0]
+        return (torch.tensor(loc, dtype=dtype, device=device),
+                torch.tensor(sd, dtype=dtype, device=device))
+
+    def bounds(self, dtype, device) -> tuple[Tensor, Tensor]:
+        lo = [math.log(0.025)] * self.dc + [math.log(0.01)] * self.dk + [math.log(1e-4)] * 3 + [
+            math.log(NOISE_FLOOR)]
+        hi = [math.log(100.0)] * (self.dc + self.dk) + [math.log(100.0)] * 3 + [math.log(2.0)]
+        return (torch.tensor(lo, dtype=dtype, device=device),
+                torch.tensor(hi, dtype=dtype, device=device))
+
+    def free(self, device) -> Tensor:
+        """`p` mask: the scales of absent terms stay at their prior mode."""
+        return torch.tensor([True] * (self.dc + self.dk) + self._used_scales() + [True],
+                            device=device)
+
+    def mode(self, dtype, device) -> Tensor:
+        """The prior mode, exp(loc - sd^2) per LogNormal, clipped to the bounds."""
+        loc, sd = self.prior(dtype, device)
+        lo, hi = self.bounds(dtype, device)
+        return torch.minimum(torch.maximum(loc - sd**2, lo), hi)
+
+
+def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor) -> Tensor:
+    """`h x p` log-values -> `h` summed LogNormal log densities of the values (free ones)."""
+    z = (theta - loc) / sd
+    dens = -theta - 0.5 * z * z - torch.log(sd) - 0.5 * _LOG_2PI
+    return (dens * free).sum(-1)
+
+
+def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
+                      jitter: float = 0.0) -> Tensor:
+    """Negative log marginal likelihood minus log prior, divided by `n`.
+
+    Args:
+        theta: `... x p` log hyperparameters (see module docstring).
+        X: `n x d` encoded inputs; Y: `n x 1` standardised targets.
+        layout: which columns are continuous or categorical.
+        jitter: added to the noise variance.
+
+    Returns:
+        `...` values; `inf` where the covariance is not positive definite.
+    """
+    batch_shape = theta.shape[:-1]
+    theta = theta.reshape(-1, theta.shape[-1])  # h x p
+    spec = _Theta(len(layout.continuous), len(layout.categorical))
+    hypers, noise = spec.unpack(theta)
+    n = X.shape[0]
+    K = mixed(X, X, hypers, layout.continuous, layout.categorical)  # h x n x n
+    K = K + (noise + jitter)[:, None, None] * torch.eye(n, dtype=X.dtype, device=X.device)
+    L, info = torch.linalg.cholesky_ex(K)
+    alpha = torch.cholesky_solve(Y.expand(theta.shape[0], n, 1), L)  # h x n x 1
+    fit = 0.5 * (Y * alpha).sum((-2, -1))
+    logdet = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    loc, sd = spec.prior(theta.dtype, theta.device)
+    value = fit + logdet + 0.5 * n * _LOG_2PI - _log_prior(theta, loc, sd, spec.free(theta.device))
+    value = torch.where(info == 0, value / n, torch.full_like(value, float("inf")))
+    return value.reshape(batch_shape)
+
+
+class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
+    """An exact GP over encoded inputs, usable as a BoTorch `Model`.
+
+    Its targets are the standardised observations; `mean_std` answers from a cached
+    Cholesky factor and is what bopt's acquisitions call.
+    """
+
+    _num_outputs = 1
+
+    def __init__(self, train_X: Tensor, train_Y: Tensor, layout: Layout, hypers: MixedHypers,
+                 noise: float | Tensor, L: Tensor):
+        likelihood = GaussianLikelihood(noise_constraint=GreaterThan(NOISE_FLOOR * 0.5))
+        super().__init__(train_X, train_Y.squeeze(-1), likelihood)
+        self.layout = layout
+        self.mean_module = ZeroMean()
+        self.covar_module = make_mixed_kernel(layout)
+        self.to(train_X)
+        self.covar_module.set_hypers(hypers)
+        self.likelihood.noise = torch.as_tensor(noise, dtype=train_X.dtype,
+                                                device=train_X.device).reshape(1)
+        self.eval()
+        self.train_X, self.train_Y = train_X, train_Y
+        self.L = L  # n x n lower Cholesky factor of K + noise I
+        self.alpha = torch.cholesky_solve(train_Y, L)  # n x 1
+
+    def forward(self, x: Tensor) -> MultivariateNormal:
+        return MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    @property
+    def hypers(self) -> MixedHypers:
+        return MixedHypers(*(t.detach() for t in self.covar_module.hypers))
+
+    @property
+    def noise(self) -> Tensor:
+        return self.likelihood.noise.detach().squeeze()
+
+    def kernel(self, X1: Tensor, X2: Tensor) -> Tensor:
+        """Prior covariance `... x n1 x n2` under the fitted hyperparameters."""
+        return mixed(X1, X2, self.hypers, self.layout.continuous, self.layout.categorical)
+
+    def mean_std(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and standard deviation of the latent function.
+
+        Args:
+            X: `... x q x d` encoded points.
+
+        Returns:
+            `... x q` means and `... x q` standard deviations (standardised scale).
+        """
+        n = self.train_X.shape[0]
+        Ks = mixed_cross(X, self.train_X, self.hypers, self.layout.continuous,
+                         self.layout.categorical)  # ... x q x n
+        mean = (Ks @ self.alpha).squeeze(-1)  # ... x q
+        flat = Ks.reshape(-1, n).T  # n x (...q): one triangular solve for every point
+        V = torch.linalg.solve_triangular(self.L, flat, upper=False)
+        var = mixed_diag(X, self.hypers, self.layout.continuous, self.layout.categorical)
+        var = var - (V * V).sum(0).reshape(X.shape[:-1])
+        return mean, var.clamp_min(1e-12).sqrt()
+
+    def condition_on(self, X: Tensor, Y: Tensor) -> "BoptGP":
+        """The same hyperparameters with extra data (e.g. believed values of pending points).
+
+        Args:
+            X: `k x d` new inputs; Y: `k x 1` their (standardised) targets.
+        """
+        train_X = torch.cat([self.train_X, X])
+        train_Y = torch.cat([self.train_Y, Y])
+        L, jitter = cholesky_with_jitter(train_X, self.hypers, self.noise, self.layout)
+        return BoptGP(train_X, train_Y, self.layout, self.hypers, self.noise + jitter, L)
+
+
+def cholesky_with_jitter(X: Tensor, hypers: MixedHypers, noise: Tensor,
+                         layout: Layout) -> tuple[Tensor, float]:
+    """Factor K + (noise + jitter) I with the smallest jitter from `_JITTERS` that works.
+
+    Returns:
+        the `n x n` lower factor and the jitter used.
+
+    Raises:
+        FitError: if even the largest jitter fails.
+    """
+    K = mixed(X, X, hypers, layout.continuous, layout.categorical)
+    eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
+    for jitter in _JITTERS:
+        L, info = torch.linalg.cholesky_ex(K + (noise + jitter) * eye)
+        if int(info) == 0 and bool(torch.isfinite(L).all()):  # one sync per factorisation
+            return L, jitter
+    raise FitError(f"covariance not positive definite even with jitter {_JITTERS[-1]:g}")
+
+
+def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = None,
+           max_iter: int | None = None) -> tuple[BoptGP, Tensor, FitReport]:
+    """Fit hyperparameters by MAP and return the conditioned GP.
+
+    Args:
+        X: `n x d` encoded inputs (float64). Y: `n x 1` standardised targets.
+        layout: the space's layout.
+        warm_start: `p` log hyperparameters of the previous round (same layout), tried
+            alongside the prior mode.
+        max_iter: L-BFGS iteration cap (default: 40 when warm started, 150 otherwise).
+
+    Returns:
+        The GP, its `p` log hyperparameters (next round's warm start), and a report.
+
+    Raises:
+        FitError: if no hyperparameters give a usable covariance factor.
+    """
+    spec = _Theta(len(layout.continuous), len(layout.categorical))
+    dtype, device = X.dtype, X.device
+    lo, hi = spec.bounds(dtype, device)
+    mode = spec.mode(dtype, device)
+    starts = [mode]
+    if warm_start is not None:
+        starts.insert(0, torch.minimum(torch.maximum(warm_start.to(X), lo), hi))
+    n = X.shape[0]
+    if warm_start is None:  # cold: also try a smoother start
+        starts.append((mode + torch.cat([torch.full((spec.dc + spec.dk,), math.log(3.0)),
+                                         torch.zeros(4)]).to(X)).clamp(lo, hi))
+    theta0 = torch.stack(starts)  # h x p
+    steps = (1.0, 0.25)
+    if max_iter is None:
+        max_iter = 40 if warm_start is not None else 150
+    theta, values, iters = minimize_batched(
+        lambda t: neg_log_posterior(t, X, Y, layout), theta0, lo, hi,
+        free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
+        tol=1e-6, gtol=1e-4)
+    report = FitReport(neg_log_posterior=math.nan, num_starts=len(starts), iterations=iters)
+    best = values.argmin()
+    best_value = float(values[best])
+    if not math.isfinite(best_value):
+        report.warnings.append("marginal likelihood not finite at any start; "
+                               "kept the starting hyperparameters")
+    report.neg_log_posterior = best_value
+    theta_best = theta[best]
+    hypers, noise = spec.unpack(theta_best)
+    L, jitter = cholesky_with_jitter(X, hypers, noise, layout)
+    if jitter > 0:
+        report.jitter = jitter
+        report.warnings.append(f"covariance needed jitter {jitter:g} to factorise")
+    model = BoptGP(X, Y, layout, hypers, noise + jitter, L)
+    return model, theta_best.detach(), report
