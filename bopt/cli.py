@@ -1,4 +1,4 @@
-"""The `bopt` command line: `bopt demo` minimises a built-in test problem."""
+"""The `bopt` command line: `bopt demo` minimises a test problem, `bopt bench` compares methods."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Sobol points before the GP takes over")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
+    bench = sub.add_parser("bench", help="benchmark methods on test problems, with plots and "
+                                         "a markdown report")
+    from bopt.benchmarks.runner import add_bench_arguments, run_bench_from_args
+
+    add_bench_arguments(bench)
+    bench.set_defaults(run=run_bench_from_args)
     return parser
 
 

@@ -8,6 +8,7 @@ gracefully on numerical trouble and records what each round did.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -29,6 +30,24 @@ logger = logging.getLogger("bopt")
 
 STRATEGIES = ("ei", "ucb", "ts", "random", "sobol")
 _GP_STRATEGIES = ("ei", "ucb", "ts")
+# Below this many observations a CPU suggest uses one torch thread: its tensors are too small
+# for intra-op parallelism to pay, and on a busy machine (the objective running beside it)
+# OpenMP threads waiting on each other made small ops up to 70x slower in our measurements.
+_SINGLE_THREAD_BELOW = 1000
+
+
+@contextlib.contextmanager
+def _torch_threads(num: int | None):
+    """Run the block with `num` torch intra-op threads (None: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if num is None or num == before:
+        yield
+        return
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -117,12 +136,17 @@ class Optimizer:
         num_restarts: starts of the multistart acquisition ascent.
         num_raw_samples: raw candidates scored to choose the starts.
         beta: UCB's weight on the standard deviation (default: a schedule growing with n).
+        num_threads: torch threads during `suggest` on the CPU. "auto" uses one thread below
+            1000 observations (small tensors gain nothing from more, and lose much when the
+            machine is busy) and leaves torch's setting alone above; None never changes it.
+            The setting is process-wide and restored when `suggest` returns.
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,
                  seed: int = 0, device: str | torch.device = "auto",
                  direction: str = "minimize", num_restarts: int = 10,
-                 num_raw_samples: int = 512, beta: float | None = None):
+                 num_raw_samples: int = 512, beta: float | None = None,
+                 num_threads: int | str | None = "auto"):
         if not isinstance(space, Space):
             raise TypeError(f"space must be a bopt.Space; got {type(space).__name__}.")
         if acquisition not in STRATEGIES:
@@ -137,6 +161,10 @@ class Optimizer:
                 raise ValueError(f"{name} must be an int >= {lo}; got {v!r}.")
         if beta is not None and (not isinstance(beta, numbers.Real) or not beta >= 0):
             raise ValueError(f"beta must be a non-negative number; got {beta!r}.")
+        if not (num_threads is None or num_threads == "auto" or (
+                isinstance(num_threads, int) and not isinstance(num_threads, bool)
+                and num_threads >= 1)):
+            raise ValueError(f"num_threads must be 'auto', None or an int >= 1; got {num_threads!r}.")
         self.space = space
         self.acquisition = acquisition
         self.n_initial = n_initial
@@ -146,12 +174,14 @@ class Optimizer:
         self.num_restarts = num_restarts
         self.num_raw_samples = num_raw_samples
         self.beta = beta
+        self.num_threads = num_threads
         self._trials: dict[int, Trial] = {}
         self._encoded: dict[int, Tensor] = {}  # trial id -> `d` encoded row (CPU)
         self._keys: set[tuple] = set()  # configurations suggested or observed
         self._sobol: list[dict] = []
         self._sobol_used = 0
         self._theta: Tensor | None = None  # last good log hyperparameters
+        self._theta_n = -1  # observations they were fitted on
         self._diagnostics: list[RoundInfo] = []
         self._lock = threading.RLock()
 
@@ -192,7 +222,7 @@ class Optimizer:
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"suggest(n): n must be a positive int or None; got {n!r}.")
-        with self._lock:
+        with self._lock, _torch_threads(self._threads_for_suggest()):
             trials = [self._suggest_one() for _ in range(1 if n is None else n)]
         return trials[0] if n is None else trials
 
@@ -281,6 +311,13 @@ class Optimizer:
                              f"(value={known.value!r}); each trial is reported once.")
         return known
 
+    def _threads_for_suggest(self) -> int | None:
+        if self.device.type != "cpu" or self.num_threads is None:
+            return None
+        if self.num_threads == "auto":
+            return 1 if len(self._encoded) < _SINGLE_THREAD_BELOW else None
+        return self.num_threads
+
     def _encode(self, params: dict) -> Tensor:
         return self.space.encode([params])[0]
 
@@ -322,7 +359,14 @@ class Optimizer:
                 self.acquisition in _GP_STRATEGIES and len(complete) < max(self.n_initial, 2)):
             params, source = self._next_sobol(), "sobol"
         elif self.acquisition in _GP_STRATEGIES:
-            params = self._gp_proposal(tid, complete, info)
+            try:
+                params = self._gp_proposal(tid, complete, info)
+            except RuntimeError as err:  # linalg failures, out of memory: degrade, don't crash
+                logger.warning("trial %d: model round failed; proposing a random configuration",
+                               tid, exc_info=True)
+                info.warnings.append(f"model round failed: {type(err).__name__}: {err}")
+                info.fallback = "random"
+                params = None
             if params is None:
                 source = f"fallback-{info.fallback or 'random'}"
         if params is None:
@@ -366,9 +410,12 @@ class Optimizer:
     def _fit(self, X: Tensor, Y: Tensor, info: RoundInfo) -> BoptGP | None:
         start = time.perf_counter()
         model = None
+        # Nothing new since the last fit (e.g. the 2nd..nth point of suggest(n)): reuse it.
+        same_data = self._theta is not None and self._theta_n == X.shape[0]
         try:
-            model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=self._theta)
-            self._theta = theta
+            model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=self._theta,
+                                          max_iter=0 if same_data else None)
+            self._theta, self._theta_n = theta, X.shape[0]
             info.warnings += report.warnings
             info.log_marginal_likelihood = -report.neg_log_posterior * X.shape[0]
         except FitError as err:

@@ -1,0 +1,153 @@
+"""Suggest latency versus the number of observations: bopt against BoTorch's standard loop.
+
+Both run in this process on the same data (Hartmann6 at scrambled Sobol points, d = 6), for
+q = 1 and q = 4, timing the model fit and the acquisition optimisation separately. bopt is
+timed on its second suggestion at each n, so its fit is warm started as in a running study
+(BoTorch's loop refits from its defaults every round).
+
+    python benchmarks/scale.py --n 20,50,100,200,500,1000,2000 --out benchmarks/results
+
+Writes scale_<device>.json, scale_<device>.md and scale_<device>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import bopt
+from bopt.benchmarks.machine import describe_machine
+
+
+def _hartmann(X: torch.Tensor) -> torch.Tensor:
+    from botorch.test_functions import Hartmann
+
+    return Hartmann(dim=6)(X)
+
+
+def time_bopt(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
+    space = bopt.Space([bopt.Float(f"x{i}", 0.0, 1.0) for i in range(X.shape[1])])
+    opt = bopt.Optimizer(space, "ei", seed=0, device=device)
+    for row, value in zip(space.decode(X[:-1]), y[:-1].tolist()):
+        opt.observe(row, value)
+    warm = opt.suggest()  # first GP round: cold fit, not timed
+    opt.observe(warm, float(y[-1]))
+    _sync(device)
+    start = time.perf_counter()
+    trials = opt.suggest(q)
+    _sync(device)
+    total = time.perf_counter() - start
+    rounds = opt.diagnostics[-q:]
+    assert len({tuple(t.params.values()) for t in trials}) == q
+    return {"total": total, "fit": sum(r.fit_seconds for r in rounds),
+            "acquisition": sum(r.acquisition_seconds for r in rounds)}
+
+
+def time_botorch(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
+    from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Standardize
+    from botorch.optim import optimize_acqf
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    X, Y = X.to(device), (-y).unsqueeze(-1).to(device)  # BoTorch maximises
+    start = time.perf_counter()
+    model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    _sync(device)
+    fitted = time.perf_counter()
+    acqf = (LogExpectedImprovement(model, best_f=Y.max()) if q == 1
+            else qLogExpectedImprovement(model, best_f=Y.max()))
+    bounds = torch.stack([torch.zeros(X.shape[1]), torch.ones(X.shape[1])]).to(X)
+    optimize_acqf(acqf, bounds=bounds, q=q, num_restarts=10, raw_samples=512)
+    _sync(device)
+    done = time.perf_counter()
+    return {"total": done - start, "fit": fitted - start, "acquisition": done - fitted}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="20,50,100,200,500,1000,2000")
+    parser.add_argument("--q", default="1,4")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-botorch-above", type=int, default=10**9,
+                        help="do not time BoTorch above this many observations")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [int(v) for v in args.n.split(",")]
+    qs = [int(v) for v in args.q.split(",")]
+    sobol = torch.quasirandom.SobolEngine(6, scramble=True, seed=0)
+    rows = []
+    for n in sizes:
+        X = sobol.draw(n, dtype=torch.float64)
+        sobol.reset()
+        y = _hartmann(X)
+        for q in qs:
+            row = {"n": n, "q": q, "bopt": time_bopt(X, y, q, args.device)}
+            if n <= args.skip_botorch_above:
+                row["botorch"] = time_botorch(X, y, q, args.device)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    machine = describe_machine()
+    machine["device"] = args.device if args.device == "cpu" else torch.cuda.get_device_name()
+    tag = "cpu" if args.device == "cpu" else "cuda"
+    (out / f"scale_{tag}.json").write_text(json.dumps({"machine": machine, "rows": rows},
+                                                      indent=1))
+    lines = [f"# Suggest latency versus observations ({machine['device']})", "",
+             f"Machine: {machine['summary']}. Hartmann6 data at Sobol points, d = 6; bopt's fit "
+             "warm started as in a running study; BoTorch: SingleTaskGP + fit_gpytorch_mll + "
+             "(q)LogEI + optimize_acqf(10 restarts, 512 raw samples). Seconds per suggest "
+             "call (q points).", "",
+             "| n | q | bopt total | bopt fit | bopt acq | BoTorch total | BoTorch fit | "
+             "BoTorch acq | BoTorch / bopt |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, t = r["bopt"], r.get("botorch")
+        ref = (f"{t['total']:.3f} | {t['fit']:.3f} | {t['acquisition']:.3f} | "
+               f"{t['total'] / b['total']:.1f}x") if t else "- | - | - | -"
+        lines.append(f"| {r['n']} | {r['q']} | {b['total']:.3f} | {b['fit']:.3f} | "
+                     f"{b['acquisition']:.3f} | {ref} |")
+    (out / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
+    _plot(rows, qs, out / f"scale_{tag}.png", machine["device"])
+
+
+def _plot(rows: list[dict], qs: list[int], path: Path, device: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(qs), figsize=(5.5 * len(qs), 4), squeeze=False)
+    for ax, q in zip(axes[0], qs):
+        sub = [r for r in rows if r["q"] == q]
+        for lib, colour in (("bopt", "tab:blue"), ("botorch", "tab:orange")):
+            pts = [(r["n"], r[lib]) for r in sub if lib in r]
+            if not pts:
+                continue
+            ns = [p[0] for p in pts]
+            ax.plot(ns, [p[1]["total"] for p in pts], "o-", color=colour, label=f"{lib} total")
+            ax.plot(ns, [p[1]["fit"] for p in pts], "s--", color=colour, alpha=0.6,
+                    label=f"{lib} fit")
+            ax.plot(ns, [p[1]["acquisition"] for p in pts], "^:", color=colour, alpha=0.6,
+                    label=f"{lib} acquisition")
+        ax.set(xscale="log", yscale="log", xlabel="observations n", ylabel="seconds per suggest",
+               title=f"q = {q} ({device})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
