@@ -9,14 +9,14 @@ Shape vocabulary used in every docstring (dimensions joined by ` x `):
 """
 
 from bopt.engine import Optimizer, RoundInfo, Trial
-from bopt.errors import (BoptError, ObservationError, ParameterError, SearchSpaceError,
+from bopt.errors import (ArgumentError, BoptError, ObservationError, ParameterError, SearchSpaceError,
                          SpaceExhaustedError, TrialError)
 from bopt.space import Categorical, Float, Int, Space
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BoptError", "Categorical", "Float", "Int", "ObservationError", "Optimizer",
+    "ArgumentError", "BoptError", "Categorical", "Float", "Int", "ObservationError", "Optimizer",
     "ParameterError", "RoundInfo", "SearchSpaceError", "Space", "SpaceExhaustedError", "Trial",
     "TrialError",
 ]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from bopt.acquisition import (draw_posterior_path, log_expected_improvement,
                               multistart_maximize, ucb_beta, upper_confidence_bound)
-from bopt.errors import ObservationError, SpaceExhaustedError, TrialError
+from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, TrialError
 from bopt.model import BoptGP, FitError, fit_gp
 from bopt.space import Space
 
@@ -97,10 +97,10 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, str):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device; got {device!r}.")
+        raise ArgumentError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device; got {device!r}.")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; "
+        raise ArgumentError(f"device={device!r} but CUDA is not available here; "
                          "use device='auto' to fall back to the CPU.")
     return dev
 
@@ -115,7 +115,11 @@ def _check_value(value: Any, where: str) -> float:
         else:
             raise ObservationError(f"{where}: value is {value!r} ({type(value).__name__}); "
                                    "only finite real numbers are accepted.")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ObservationError(f"{where}: value is {value!r}, too large for a float; "
+                               "only finite numbers are accepted.") from None
     if not math.isfinite(value):
         raise ObservationError(f"{where}: value is {value!r}; only finite numbers are accepted. "
                                "Use fail(trial) for an evaluation that broke.")
@@ -148,23 +152,24 @@ class Optimizer:
                  num_raw_samples: int = 512, beta: float | None = None,
                  num_threads: int | str | None = "auto"):
         if not isinstance(space, Space):
-            raise TypeError(f"space must be a bopt.Space; got {type(space).__name__}.")
+            raise ArgumentError(f"space must be a bopt.Space; got {type(space).__name__}.")
         if acquisition not in STRATEGIES:
-            raise ValueError(f"acquisition must be one of {STRATEGIES}; got {acquisition!r}.")
+            raise ArgumentError(f"acquisition must be one of {STRATEGIES}; got {acquisition!r}.")
         if direction not in ("minimize", "maximize"):
-            raise ValueError(f"direction must be 'minimize' or 'maximize'; got {direction!r}.")
+            raise ArgumentError(f"direction must be 'minimize' or 'maximize'; got {direction!r}.")
         if n_initial is None:
             n_initial = max(5, len(space) + 1)
         for name, v, lo in (("n_initial", n_initial, 1), ("num_restarts", num_restarts, 1),
                             ("num_raw_samples", num_raw_samples, 2), ("seed", seed, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}; got {v!r}.")
-        if beta is not None and (not isinstance(beta, numbers.Real) or not beta >= 0):
-            raise ValueError(f"beta must be a non-negative number; got {beta!r}.")
+                raise ArgumentError(f"{name} must be an int >= {lo}; got {v!r}.")
+        if beta is not None and (isinstance(beta, bool) or not isinstance(beta, numbers.Real)
+                                 or not 0 <= beta < math.inf):
+            raise ArgumentError(f"beta must be a finite non-negative number; got {beta!r}.")
         if not (num_threads is None or num_threads == "auto" or (
                 isinstance(num_threads, int) and not isinstance(num_threads, bool)
                 and num_threads >= 1)):
-            raise ValueError(f"num_threads must be 'auto', None or an int >= 1; got {num_threads!r}.")
+            raise ArgumentError(f"num_threads must be 'auto', None or an int >= 1; got {num_threads!r}.")
         self.space = space
         self.acquisition = acquisition
         self.n_initial = n_initial
@@ -188,9 +193,9 @@ class Optimizer:
     # ----------------------------------------------------------------- public reading
     @property
     def history(self) -> list[Trial]:
-        """Every trial, in creation order."""
+        """Every trial, in creation order (copies: editing them changes nothing here)."""
         with self._lock:
-            return list(self._trials.values())
+            return [self._public(t) for t in self._trials.values()]
 
     @property
     def diagnostics(self) -> list[RoundInfo]:
@@ -221,9 +226,23 @@ class Optimizer:
             SpaceExhaustedError: a finite space has no unseen configuration left.
         """
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"suggest(n): n must be a positive int or None; got {n!r}.")
+            raise ArgumentError(f"suggest(n): n must be a positive int or None; got {n!r}.")
         with self._lock, _torch_threads(self._threads_for_suggest()):
-            trials = [self._suggest_one() for _ in range(1 if n is None else n)]
+            trials = []
+            try:
+                for _ in range(1 if n is None else n):
+                    trials.append(self._suggest_one())
+            except SpaceExhaustedError as err:  # all or nothing: undo the partial batch
+                for trial in trials:
+                    del self._trials[trial.id]
+                    self._keys.discard(self.space.key(trial.params))
+                del self._diagnostics[len(self._diagnostics) - len(trials):]
+                if trials:
+                    raise SpaceExhaustedError(
+                        f"suggest({n}): only {len(trials)} unseen configuration(s) remain; "
+                        f"ask for at most {len(trials)}.") from err
+                raise
+        trials = [self._public(t) for t in trials]
         return trials[0] if n is None else trials
 
     def observe(self, trial: Trial | int | Mapping[str, Any], value: Any) -> Trial:
@@ -248,13 +267,13 @@ class Optimizer:
                 done = Trial(len(self._trials) and max(self._trials) + 1, params, "complete",
                              value, "external")
                 self._store(done)
-                return done
+                return self._public(done)
             pending = self._pending_trial(trial, "observe")
             value = _check_value(value, f"observe(trial {pending.id})")
             done = replace(pending, status="complete", value=value)
             self._trials[done.id] = done
             self._encoded[done.id] = self._encode(done.params)
-            return done
+            return self._public(done)
 
     def fail(self, trial: Trial | int) -> Trial:
         """Mark a pending trial as failed; its configuration is not proposed again."""
@@ -262,7 +281,7 @@ class Optimizer:
             pending = self._pending_trial(trial, "fail")
             failed = replace(pending, status="failed")
             self._trials[failed.id] = failed
-            return failed
+            return self._public(failed)
 
     def minimize(self, func: Callable[[dict], float], n_trials: int, *,
                  progress: bool = True) -> Trial | None:
@@ -276,7 +295,7 @@ class Optimizer:
             The best trial.
         """
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0:
-            raise ValueError(f"n_trials must be a non-negative int; got {n_trials!r}.")
+            raise ArgumentError(f"n_trials must be a non-negative int; got {n_trials!r}.")
         from tqdm.auto import tqdm
 
         bar = tqdm(range(n_trials), disable=not progress, desc="bopt", unit="trial")
@@ -298,6 +317,11 @@ class Optimizer:
         return self.best
 
     # ----------------------------------------------------------------- internals
+    @staticmethod
+    def _public(trial: Trial) -> Trial:
+        """A copy whose `params` the caller may edit without touching the record."""
+        return replace(trial, params=dict(trial.params))
+
     def _pending_trial(self, trial: Trial | int, verb: str) -> Trial:
         tid = trial.id if isinstance(trial, Trial) else trial
         if isinstance(tid, bool) or not isinstance(tid, int):
@@ -373,7 +397,7 @@ class Optimizer:
             params = self._random_unseen(tid)
             source = "random" if self.acquisition == "random" else source
         info.strategy = source
-        trial = Trial(tid, params, "pending", None, source)
+        trial = Trial(tid, dict(params), "pending", None, source)
         self._store(trial)
         info.suggest_seconds = time.perf_counter() - start
         self._diagnostics.append(info)
@@ -381,17 +405,21 @@ class Optimizer:
         return trial
 
     def _random_unseen(self, tid: int) -> dict:
+        """A random configuration not suggested or observed yet."""
         for attempt in range(200):
             config = self.space.sample(1, seed=self.seed * 7919 + tid * 211 + attempt)[0]
             if self.space.key(config) not in self._keys:
                 return config
         size = self.space.grid_size
-        if size is not None and len(self._keys) >= size:
-            raise SpaceExhaustedError(
-                f"all {size} configurations of this space have been suggested or observed; "
-                "there is nothing new to propose.")
-        raise SpaceExhaustedError("found no unseen configuration in 200 random draws; "
-                                  "the space looks exhausted.")
+        if size is None:  # a Float makes repeats measure-zero; 200 misses mean broken sampling
+            raise RuntimeError("200 random configurations were all seen before")
+        if len(self._keys) < size:  # finite and not exhausted: list what is left
+            unseen = [c for c in self.space.grid() if self.space.key(c) not in self._keys]
+            g = torch.Generator().manual_seed(self.seed * 7919 + tid)
+            return unseen[int(torch.randint(len(unseen), (1,), generator=g))]
+        raise SpaceExhaustedError(
+            f"all {size} configurations of this space have been suggested or observed; "
+            "there is nothing new to propose.")
 
     def _training_data(self, complete: list[Trial]) -> tuple[Tensor, Tensor, list[str]]:
         """Encoded inputs `n x d` and standardised, maximisation-signed targets `n x 1`."""
@@ -400,8 +428,11 @@ class Optimizer:
         y = torch.tensor([t.value for t in complete], dtype=torch.float64, device=self.device)
         if self.direction == "minimize":
             y = -y
-        std = y.std()
-        if not bool(std > 1e-12 * max(1.0, float(y.abs().max()))):
+        # Scale by the largest magnitude first, so values near 1e300 or 1e-300 neither
+        # overflow nor underflow; "flat" is then a purely relative judgement.
+        y = y / y.abs().max().clamp_min(torch.finfo(y.dtype).tiny)
+        std = y.std() if y.numel() > 1 else torch.zeros((), dtype=y.dtype, device=y.device)
+        if not bool(std > 1e-12):
             warnings.append("all observed values are equal; the model sees a flat objective")
             std = torch.ones((), dtype=y.dtype, device=y.device)
         Y = ((y - y.mean()) / std).unsqueeze(-1)

@@ -9,6 +9,10 @@ class BoptError(Exception):
     """Base class of every error bopt raises on purpose."""
 
 
+class ArgumentError(BoptError, ValueError):
+    """A public function or constructor got an argument of the wrong kind or range."""
+
+
 class SearchSpaceError(BoptError, ValueError):
     """A search space was declared inconsistently (bounds, choices, names, conditions)."""
 

@@ -614,6 +614,35 @@ class Space:
 
         return math.prod(count(p) for p in children[None])
 
+    def grid(self) -> Iterator[dict[str, Any]]:
+        """Every configuration of a finite space, in a fixed order (parents vary slowest).
+
+        Raises:
+            SearchSpaceError: when the space has a Float (it is not finite).
+        """
+        if self.grid_size is None:
+            raise SearchSpaceError("grid() needs a finite space (only Int and Categorical "
+                                   "parameters); this one has Floats.")
+
+        def values(p: Param) -> Sequence[Any]:
+            return range(p.low, p.high + 1) if isinstance(p, Int) else p.choices
+
+        def extend(i: int, partial: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(self._params):
+                yield dict(partial)
+                return
+            p = self._params[i]
+            if p.parent is not None and (p.parent not in partial or _typed(partial[p.parent])
+                                         not in {_typed(v) for v in p.allowed}):
+                yield from extend(i + 1, partial)
+                return
+            for value in values(p):
+                partial[p.name] = value
+                yield from extend(i + 1, partial)
+            del partial[p.name]
+
+        return extend(0, {})
+
     # ----- encoding
 
     def encode(self, configs: Sequence[Mapping[str, Any]], *, dtype: torch.dtype = torch.float64,

@@ -1,0 +1,755 @@
+"""Tests for bopt.engine: the suggest/observe loop, its validation, fallbacks and diagnostics.
+
+Every optimizer here runs on the CPU with tiny budgets (`n_initial=3`, 4 restarts, 64 raw
+samples), so a GP round takes a few tens of milliseconds. Test objectives are deterministic
+functions of the config, so two optimizers fed the same way see the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import bopt.engine
+from bopt import (ArgumentError, Categorical, Float, Int, ObservationError, Optimizer, ParameterError,
+                  RoundInfo, Space, SpaceExhaustedError, Trial, TrialError)
+from bopt.model import FitError
+
+FAST = dict(n_initial=3, num_restarts=4, num_raw_samples=64, device="cpu")
+GP_ACQUISITIONS = ["ei", "ucb", "ts"]
+ALL_ACQUISITIONS = ["ei", "ucb", "ts", "random", "sobol"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The GP matrices here are tiny; one thread avoids oversubscription on shared CI cores
+    (a GP round was ~15x slower with 2 threads on a loaded 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def continuous_space() -> Space:
+    return Space([Float("x", 0.0, 1.0), Float("y", -2.0, 2.0)])
+
+
+def conditional_space() -> Space:
+    """`kind` gates `y`."""
+    return Space([
+        Categorical("kind", ["a", "b"]),
+        Float("x", 0.0, 1.0),
+        Float("y", 0.0, 1.0, when={"kind": "b"}),
+    ])
+
+
+def nested_space() -> Space:
+    """Nested conditions: opt gates momentum and nesterov; nesterov gates warmup."""
+    return Space([
+        Float("lr", 1e-4, 1e-1, log=True),
+        Categorical("opt", ["sgd", "adam", "rmsprop"]),
+        Float("momentum", 0.0, 0.99, when={"opt": ["sgd", "rmsprop"]}),
+        Categorical("nesterov", [True, False], when={"opt": "sgd"}),
+        Int("warmup", 1, 100, log=True, when={"nesterov": True}),
+    ])
+
+
+def mixed_space() -> Space:
+    return Space([
+        Float("x", -1.0, 1.0),
+        Int("layers", 1, 6),
+        Int("width", 8, 512, log=True),
+        Categorical("flag", [True, False]),
+        Categorical("k", [1, 2, 3]),
+        Categorical("act", ["relu", "tanh", "gelu"]),
+    ])
+
+
+def grid_space() -> Space:
+    """15 configurations: 5 integers x 3 categories."""
+    return Space([Int("i", 0, 4), Categorical("c", ["p", "q", "r"])])
+
+
+def objective(params: dict) -> float:
+    """A deterministic, non-constant function of any config of the spaces above."""
+    total = 0.0
+    for j, (name, value) in enumerate(sorted(params.items())):
+        if isinstance(value, str):
+            value = len(value) + ord(value[0]) / 100.0
+        total += (j + 1) * math.sin(3.0 * float(value) + j) + 0.1 * float(value) ** 2
+    return total
+
+
+def typed(config: dict) -> list:
+    """Config as `(name, type, value)` triples, so that True, 1 and 1.0 stay apart."""
+    return [(k, type(v), v) for k, v in config.items()]
+
+
+def assert_valid(space: Space, params: dict) -> None:
+    assert typed(space.validate(params)) == typed(params)
+
+
+def run_loop(opt: Optimizer, n: int, func=objective) -> list[Trial]:
+    trials = []
+    for _ in range(n):
+        trial = opt.suggest()
+        trials.append(opt.observe(trial, func(trial.params)))
+    return trials
+
+
+def key(space: Space, params: dict) -> tuple:
+    return space.key(params)
+
+
+# --------------------------------------------------------------------------- constructor
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(acquisition="pi"), ValueError, r"acquisition must be one of .*got 'pi'"),
+    (dict(acquisition="EI"), ValueError, r"acquisition must be one of .*got 'EI'"),
+    (dict(direction="min"), ValueError, r"direction must be 'minimize' or 'maximize'; got 'min'"),
+    (dict(n_initial=0), ValueError, r"n_initial must be an int >= 1; got 0"),
+    (dict(n_initial=2.5), ValueError, r"n_initial must be an int >= 1; got 2.5"),
+    (dict(n_initial=True), ValueError, r"n_initial must be an int >= 1; got True"),
+    (dict(seed=-1), ValueError, r"seed must be an int >= 0; got -1"),
+    (dict(seed=1.0), ValueError, r"seed must be an int >= 0; got 1.0"),
+    (dict(seed="0"), ValueError, r"seed must be an int >= 0; got '0'"),
+    (dict(num_restarts=0), ValueError, r"num_restarts must be an int >= 1; got 0"),
+    (dict(num_raw_samples=1), ValueError, r"num_raw_samples must be an int >= 2; got 1"),
+    (dict(beta=-1.0), ValueError, r"beta must be a finite non-negative number; got -1.0"),
+    (dict(beta=float("nan")), ValueError, r"beta must be a finite non-negative number; got nan"),
+    (dict(beta="2"), ValueError, r"beta must be a finite non-negative number; got '2'"),
+    (dict(device=3), ValueError, r"device must be 'auto', 'cpu', 'cuda' or a torch.device; got 3"),
+])
+def test_constructor_rejects_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Optimizer(continuous_space(), **kwargs)
+
+
+@pytest.mark.parametrize("beta", [float("inf"), True])
+def test_constructor_rejects_infinite_or_bool_beta(beta):
+    with pytest.raises(ValueError, match="beta"):
+        Optimizer(continuous_space(), "ucb", beta=beta)
+
+
+@pytest.mark.parametrize("space", [[Float("x", 0.0, 1.0)], {"x": (0, 1)}, None])
+def test_constructor_rejects_non_space(space):
+    with pytest.raises(ArgumentError, match=r"space must be a bopt.Space; got "
+                       + type(space).__name__):
+        Optimizer(space)
+
+
+def test_constructor_rejects_cuda_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda' but CUDA is not available.*"
+                       r"device='auto'"):
+        Optimizer(continuous_space(), device="cuda")
+    assert Optimizer(continuous_space(), device="auto").device == torch.device("cpu")
+
+
+def test_constructor_defaults():
+    opt = Optimizer(continuous_space())
+    assert opt.acquisition == "ei" and opt.direction == "minimize"
+    assert opt.n_initial == 5  # max(5, d + 1) with d = 2
+    assert Optimizer(Space([Float(f"x{i}", 0.0, 1.0) for i in range(7)])).n_initial == 8
+    assert opt.history == [] and opt.diagnostics == [] and opt.best is None
+
+
+# --------------------------------------------------------------------------- suggest
+
+
+def test_suggest_returns_a_valid_pending_trial():
+    space = nested_space()
+    opt = Optimizer(space, **FAST)
+    trial = opt.suggest()
+    assert isinstance(trial, Trial)
+    assert trial.id == 0 and trial.status == "pending" and trial.value is None
+    assert trial.source == "sobol"
+    assert_valid(space, trial.params)
+    assert opt.history == [trial]
+
+
+@pytest.mark.parametrize("acquisition", ALL_ACQUISITIONS)
+def test_suggest_batch_gives_distinct_trials(acquisition):
+    space = continuous_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    run_loop(opt, 3)
+    batch = opt.suggest(3)
+    assert isinstance(batch, list) and len(batch) == 3
+    assert [t.id for t in batch] == [3, 4, 5]
+    assert len({key(space, t.params) for t in batch}) == 3
+    for trial in batch:
+        assert_valid(space, trial.params)
+        assert trial.status == "pending"
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
+def test_suggest_rejects_bad_count(n):
+    opt = Optimizer(continuous_space(), **FAST)
+    with pytest.raises(ValueError, match=re.escape(f"n must be a positive int or None; got {n!r}")):
+        opt.suggest(n)
+    assert opt.history == []
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_initial_design_then_acquisition(acquisition):
+    opt = Optimizer(continuous_space(), acquisition, **FAST)
+    trials = run_loop(opt, 6)
+    assert [t.source for t in trials] == ["sobol"] * 3 + [acquisition] * 3
+    assert [r.strategy for r in opt.diagnostics] == ["sobol"] * 3 + [acquisition] * 3
+
+
+@pytest.mark.parametrize("acquisition", ["ei", "sobol", "random"])
+def test_finite_space_is_enumerated_without_repeats_then_exhausted(acquisition):
+    space = grid_space()
+    assert space.grid_size == 15
+    opt = Optimizer(space, acquisition, **{**FAST, "n_initial": 8})  # 7 GP rounds for "ei"
+    trials = run_loop(opt, 15)
+    assert len({key(space, t.params) for t in trials}) == 15
+    for trial in trials:
+        assert_valid(space, trial.params)
+    with pytest.raises(SpaceExhaustedError, match=r"all 15 configurations of this space have "
+                       r"been suggested or observed"):
+        opt.suggest()
+    assert len(opt.history) == 15
+
+
+def test_finite_space_is_exhausted_only_when_every_config_was_proposed():
+    space = Space([Int("i", 0, 299)])
+    opt = Optimizer(space, "random", seed=1, device="cpu")
+    params = [t.params["i"] for t in opt.suggest(300)]  # raised at #298 with seed=1
+    assert sorted(params) == list(range(300))
+
+
+def test_suggest_batch_that_runs_out_leaves_state_unchanged():
+    space = Space([Int("i", 0, 4)])
+    opt = Optimizer(space, "random", **FAST)
+    opt.suggest(4)
+    with pytest.raises(SpaceExhaustedError):
+        opt.suggest(3)
+    assert len(opt.history) == 4
+
+
+def test_observed_and_pending_configs_are_not_proposed_again():
+    space = grid_space()
+    opt = Optimizer(space, "ei", **FAST)
+    seen = {key(space, opt.observe({"i": i, "c": "p"}, float(i)).params) for i in range(5)}
+    seen.add(key(space, opt.observe({"i": 2, "c": "q"}, -1.0).params))
+    pending = [opt.suggest() for _ in range(4)]  # GP rounds with the believer
+    for trial in pending:
+        assert key(space, trial.params) not in seen
+        seen.add(key(space, trial.params))
+    assert len(seen) == 10
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_pending_points_give_distinct_suggestions(acquisition):
+    space = continuous_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    run_loop(opt, 3)
+    pending = [opt.suggest() for _ in range(3)]
+    assert [t.source for t in pending] == [acquisition] * 3
+    assert len({key(space, t.params) for t in pending}) == 3
+
+
+# --------------------------------------------------------------------------- observe
+
+
+def test_observe_by_trial_by_id_and_by_params():
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    t0, t1 = opt.suggest(2)
+    done0 = opt.observe(t0, 1.5)
+    assert done0 == Trial(0, t0.params, "complete", 1.5, "sobol")
+    done1 = opt.observe(t1.id, 2)
+    assert done1.status == "complete" and done1.value == 2.0 and type(done1.value) is float
+    external = opt.observe({"x": 0.25, "y": -1}, -3.0)
+    assert external == Trial(2, {"x": 0.25, "y": -1.0}, "complete", -3.0, "external")
+    assert type(external.params["y"]) is float
+    assert [t.id for t in opt.history] == [0, 1, 2]
+    assert opt.history == [done0, done1, external]
+    assert len(opt.diagnostics) == 2  # external data makes no round
+
+
+def test_observe_accepts_real_number_types():
+    opt = Optimizer(continuous_space(), **FAST)
+    values = [np.float32(1.5), np.int64(3), torch.tensor(2.5), torch.tensor([4]), 7]
+    for value in values:
+        trial = opt.observe(opt.suggest(), value)
+        assert type(trial.value) is float and trial.value == float(value)
+
+
+def test_history_is_in_id_order_after_out_of_order_reports():
+    opt = Optimizer(continuous_space(), **FAST)
+    trials = opt.suggest(4)
+    opt.observe(trials[2], 1.0)
+    opt.fail(trials[0])
+    opt.observe(trials[3], 2.0)
+    opt.observe({"x": 0.5, "y": 0.0}, 0.0)
+    assert [t.id for t in opt.history] == [0, 1, 2, 3, 4]
+    assert [t.status for t in opt.history] == ["failed", "pending", "complete", "complete",
+                                               "complete"]
+
+
+@pytest.mark.parametrize("direction, expected", [("minimize", -2.0), ("maximize", 5.0)])
+def test_best_respects_direction(direction, expected):
+    opt = Optimizer(continuous_space(), direction=direction, **FAST)
+    assert opt.best is None
+    trials = opt.suggest(4)
+    for trial, value in zip(trials, [1.0, 5.0, -2.0]):
+        opt.observe(trial, value)
+    opt.fail(trials[3])
+    assert opt.best.value == expected and opt.best.status == "complete"
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_gp_rounds_move_towards_the_better_side(direction):
+    """A linear objective in x: the GP rounds should propose x near the good end."""
+    space = Space([Float("x", 0.0, 1.0)])
+    sign = 1.0 if direction == "minimize" else -1.0
+    opt = Optimizer(space, "ei", direction=direction, **FAST)
+    trials = run_loop(opt, 6, func=lambda p: sign * p["x"])
+    # The best end is x = 0 in both cases; 0.2 leaves room for exploration.
+    assert min(t.params["x"] for t in trials[3:]) < 0.2
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _prepared(seed: int = 0) -> tuple[Optimizer, list[Trial]]:
+    """A conditional-space optimizer with trials 0-2 complete, 3 pending and 4 failed; its
+    next suggestion is a GP round that believes the pending trial."""
+    opt = Optimizer(conditional_space(), seed=seed, **FAST)
+    trials = opt.suggest(5)
+    trials[:3] = [opt.observe(t, objective(t.params)) for t in trials[:3]]
+    trials[4] = opt.fail(trials[4])
+    return opt, trials
+
+
+@pytest.fixture(scope="module")
+def reference_next():
+    """The next suggestion of an untouched `_prepared()` optimizer."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    opt, _ = _prepared()
+    trial = opt.suggest()
+    torch.set_num_threads(before)
+    return trial
+
+
+NAN, INF = float("nan"), float("inf")
+GOOD = {"kind": "b", "x": 0.5, "y": 0.5}
+
+BAD_CALLS = [
+    # (id, call(opt, trials), error, message)
+    ("nan", lambda o, t: o.observe(t[3], NAN), ObservationError,
+     r"observe\(trial 3\): value is nan; only finite numbers"),
+    ("inf", lambda o, t: o.observe(t[3], INF), ObservationError,
+     r"observe\(trial 3\): value is inf; only finite numbers"),
+    ("-inf", lambda o, t: o.observe(3, -INF), ObservationError,
+     r"observe\(trial 3\): value is -inf"),
+    ("nan-tensor", lambda o, t: o.observe(3, torch.tensor(NAN)), ObservationError,
+     r"observe\(trial 3\): value is nan"),
+    ("none", lambda o, t: o.observe(t[3], None), ObservationError,
+     r"observe\(trial 3\): value is None \(NoneType\); only finite real numbers"),
+    ("str", lambda o, t: o.observe(t[3], "1.0"), ObservationError,
+     r"observe\(trial 3\): value is '1.0' \(str\)"),
+    ("bool", lambda o, t: o.observe(t[3], True), ObservationError,
+     r"observe\(trial 3\): value is True \(bool\)"),
+    ("bool-tensor", lambda o, t: o.observe(t[3], torch.tensor(True)), ObservationError,
+     r"observe\(trial 3\): value is a bool tensor"),
+    ("complex", lambda o, t: o.observe(t[3], 1 + 2j), ObservationError,
+     r"observe\(trial 3\): value is \(1\+2j\) \(complex\)"),
+    ("vector", lambda o, t: o.observe(t[3], [1.0]), ObservationError,
+     r"observe\(trial 3\): value is \[1.0\] \(list\)"),
+    pytest.param(
+        lambda o, t: o.observe(t[3], 10**400), ObservationError,
+        r"observe\(trial 3\): value is 1000",
+        id="huge-int"),
+    ("unknown-id", lambda o, t: o.observe(99, 1.0), TrialError,
+     r"observe\(\): no trial with id 99; ids run 0..4"),
+    ("negative-id", lambda o, t: o.observe(-1, 1.0), TrialError,
+     r"observe\(\): no trial with id -1"),
+    ("float-id", lambda o, t: o.observe(1.5, 1.0), TrialError,
+     r"observe\(\): expected a Trial, a trial id or a config dict; got 1.5"),
+    ("observe-twice", lambda o, t: o.observe(t[0], 1.0), TrialError,
+     r"observe\(\): trial 0 is already complete"),
+    ("observe-twice-by-id", lambda o, t: o.observe(1, 1.0), TrialError,
+     r"observe\(\): trial 1 is already complete"),
+    ("observe-failed", lambda o, t: o.observe(t[4], 1.0), TrialError,
+     r"observe\(\): trial 4 is already failed"),
+    ("fail-complete", lambda o, t: o.fail(t[0]), TrialError,
+     r"fail\(\): trial 0 is already complete"),
+    ("fail-twice", lambda o, t: o.fail(4), TrialError, r"fail\(\): trial 4 is already failed"),
+    ("fail-unknown", lambda o, t: o.fail(7), TrialError, r"fail\(\): no trial with id 7"),
+    ("missing-key", lambda o, t: o.observe({"kind": "b", "x": 0.5}, 1.0), ParameterError,
+     r"missing parameter 'y' \(active because 'kind' = 'b'\)"),
+    ("unknown-key", lambda o, t: o.observe({**GOOD, "z": 1.0}, 1.0), ParameterError,
+     r"unknown parameter 'z'"),
+    ("out-of-range", lambda o, t: o.observe({**GOOD, "x": 1.5}, 1.0), ParameterError,
+     r"parameter 'x' = 1.5 is outside \[0.0, 1.0\]"),
+    ("wrong-type", lambda o, t: o.observe({**GOOD, "x": "0.5"}, 1.0), ParameterError,
+     r"parameter 'x' must be a float in \[0.0, 1.0\], got str '0.5'"),
+    ("bad-choice", lambda o, t: o.observe({**GOOD, "kind": "c"}, 1.0), ParameterError,
+     r"parameter 'kind' = 'c' \(str\) is not among its choices"),
+    ("inactive-given", lambda o, t: o.observe({**GOOD, "kind": "a"}, 1.0), ParameterError,
+     r"parameter 'y' is inactive because 'kind' = 'a'"),
+    ("not-a-config", lambda o, t: o.observe([0.5, 0.5], 1.0), TrialError,
+     r"observe\(\): expected a Trial, a trial id or a config dict; got \[0.5, 0.5\]"),
+    ("external-nan", lambda o, t: o.observe(GOOD, NAN), ObservationError,
+     r"observe\(\{'kind': 'b', 'x': 0.5, 'y': 0.5\}\): value is nan"),
+]
+
+
+@pytest.mark.parametrize("call, error, message",
+                         [pytest.param(*c[1:], id=c[0]) if type(c) is tuple else c
+                          for c in BAD_CALLS])
+def test_bad_input_raises_and_leaves_state_unchanged(call, error, message, reference_next):
+    opt, trials = _prepared()
+    history, diagnostics = opt.history, opt.diagnostics
+    with pytest.raises(error, match=message):
+        call(opt, trials)
+    assert opt.history == history and len(opt.history) == 5
+    assert opt.diagnostics == diagnostics
+    assert reference_next.source == "ei"  # the comparison covers a GP round
+    assert typed(opt.suggest().params) == typed(reference_next.params)
+
+
+def test_errors_subclass_builtin_exceptions():
+    opt, trials = _prepared()
+    with pytest.raises(ValueError):
+        opt.observe(trials[3], NAN)
+    with pytest.raises(KeyError):
+        opt.observe(99, 1.0)
+    with pytest.raises(ValueError):
+        opt.observe({"kind": "a"}, 1.0)
+    assert str(pytest.raises(TrialError, opt.observe, 99, 1.0).value).startswith("observe()")
+
+
+def test_mutating_returned_params_does_not_change_the_record():
+    opt = Optimizer(continuous_space(), **FAST)
+    trial = opt.suggest()
+    original = dict(trial.params)
+    trial.params["x"] = 0.123
+    assert opt.history[0].params == original
+
+
+# --------------------------------------------------------------------------- fail
+
+
+def test_fail_marks_trial_failed_and_blocks_its_config():
+    space = Space([Int("i", 0, 2)])
+    opt = Optimizer(space, "random", **FAST)
+    first = opt.suggest()
+    failed = opt.fail(first)
+    assert failed == Trial(first.id, first.params, "failed", None, "random")
+    assert opt.history[0].status == "failed"
+    with pytest.raises(TrialError, match=r"observe\(\): trial 0 is already failed"):
+        opt.observe(first, 1.0)
+    rest = [opt.suggest() for _ in range(2)]
+    assert {t.params["i"] for t in rest} | {first.params["i"]} == {0, 1, 2}
+    with pytest.raises(SpaceExhaustedError, match="all 3 configurations"):
+        opt.suggest()
+    assert opt.best is None
+
+
+def test_failed_trials_are_not_training_data():
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 3)
+    opt.fail(opt.suggest())
+    opt.suggest()
+    assert opt.diagnostics[-1].num_observations == 3
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def _trajectory(acquisition: str, seed: int, n: int = 6) -> list:
+    opt = Optimizer(continuous_space(), acquisition, seed=seed, **FAST)
+    return [typed(t.params) for t in run_loop(opt, n)]
+
+
+@pytest.mark.parametrize("acquisition", ALL_ACQUISITIONS)
+def test_equal_seeds_give_equal_suggestions(acquisition):
+    first = _trajectory(acquisition, seed=3)
+    torch.manual_seed(12345)  # the global RNG must not matter
+    assert _trajectory(acquisition, seed=3) == first
+
+
+@pytest.mark.parametrize("acquisition", ALL_ACQUISITIONS)
+def test_different_seeds_give_different_suggestions(acquisition):
+    a, b = _trajectory(acquisition, seed=0, n=4), _trajectory(acquisition, seed=1, n=4)
+    assert all(x != y for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("acquisition", ALL_ACQUISITIONS)
+def test_global_rng_is_untouched(acquisition):
+    state = torch.random.get_rng_state()
+    _trajectory(acquisition, seed=0, n=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_one_round_info_per_suggested_trial():
+    opt = Optimizer(continuous_space(), "ei", **FAST)
+    run_loop(opt, 5)
+    opt.suggest(2)
+    opt.observe({"x": 0.1, "y": 0.1}, 0.0)
+    rounds = opt.diagnostics
+    assert all(isinstance(r, RoundInfo) for r in rounds)
+    assert [r.trial_id for r in rounds] == [0, 1, 2, 3, 4, 5, 6]
+    assert [r.num_observations for r in rounds] == [0, 1, 2, 3, 4, 5, 5]
+    for r in rounds[:3]:
+        assert r.strategy == "sobol" and r.num_starts == 0 and r.fallback is None
+        assert r.device == "cpu"
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_gp_round_diagnostics(acquisition):
+    space = mixed_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    run_loop(opt, 5)
+    for r in opt.diagnostics[3:]:
+        assert r.strategy == acquisition and r.device == "cpu"
+        assert math.isfinite(r.fit_seconds) and r.fit_seconds > 0
+        assert math.isfinite(r.acquisition_seconds) and r.acquisition_seconds > 0
+        assert set(r.lengthscales) == set(space.names)
+        assert all(math.isfinite(v) and v > 0 for v in r.lengthscales.values())
+        assert r.noise is not None and r.noise > 0
+        assert r.num_starts > 0
+        assert math.isfinite(r.log_marginal_likelihood)
+        assert math.isfinite(r.best_acquisition)
+        assert r.fallback is None and r.warnings == []
+
+
+def test_gp_round_logs_at_debug(caplog):
+    caplog.set_level(logging.DEBUG, logger="bopt")
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 3)
+    caplog.clear()
+    opt.suggest()
+    records = [r for r in caplog.records if r.name == "bopt" and r.levelno == logging.DEBUG]
+    assert len(records) == 1 and "round 3" in records[0].getMessage()
+
+
+# --------------------------------------------------------------------------- degradation
+
+
+def test_constant_objective_still_suggests_and_warns():
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    trials = run_loop(opt, 5, func=lambda p: 4.2)
+    for trial in trials:
+        assert_valid(space, trial.params)
+    assert len({key(space, t.params) for t in trials}) == 5
+    for r in opt.diagnostics[3:]:
+        assert any("all observed values are equal" in w for w in r.warnings)
+
+
+def _failing_fit(*args, **kwargs):
+    raise FitError("injected failure")
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_fit_failure_falls_back_to_random(monkeypatch, acquisition, caplog):
+    space = continuous_space()
+    monkeypatch.setattr(bopt.engine, "fit_gp", _failing_fit)
+    opt = Optimizer(space, acquisition, **FAST)
+    trials = run_loop(opt, 5)
+    assert len({key(space, t.params) for t in trials}) == 5
+    for trial, r in zip(trials[3:], opt.diagnostics[3:]):
+        assert_valid(space, trial.params)
+        assert r.fallback == "random" and trial.source == "fallback-random"
+        assert any("GP fit failed (injected failure)" in w for w in r.warnings)
+    assert any(r.levelno == logging.WARNING and "no usable GP" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_fit_failure_with_last_good_hyperparameters(monkeypatch):
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 4)  # one good GP round stores theta
+    real_fit, calls = bopt.engine.fit_gp, []
+
+    def flaky_fit(*args, max_iter=None, **kwargs):
+        calls.append(max_iter)
+        if max_iter != 0:
+            raise FitError("injected failure")
+        return real_fit(*args, max_iter=max_iter, **kwargs)
+
+    monkeypatch.setattr(bopt.engine, "fit_gp", flaky_fit)
+    trial = opt.suggest()
+    assert calls == [None, 0]
+    info = opt.diagnostics[-1]
+    assert info.fallback == "last-good-hyperparameters"
+    assert any("GP fit failed" in w for w in info.warnings)
+    assert info.noise > 0 and set(info.lengthscales) == {"x", "y"}
+    assert_valid(space, trial.params)
+    assert key(space, trial.params) not in {key(space, t.params) for t in opt.history[:-1]}
+
+
+def test_fit_and_fallback_failure_falls_back_to_random(monkeypatch):
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 4)
+    monkeypatch.setattr(bopt.engine, "fit_gp", _failing_fit)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert info.fallback == "random" and trial.source == "fallback-random"
+    assert any("last good hyperparameters failed too" in w for w in info.warnings)
+
+
+@pytest.mark.parametrize("values", [
+    [1e300, -1e300, 5e299, 1e300, -3e299, 2e299],
+    [1e-300 * i for i in range(6)],
+    [1.0 + 1e-300 * i for i in range(6)],  # equal in float64
+    [0.0, 1e-300, 1.0, 1e300, -1e300, 0.5],
+])
+def test_extreme_values_do_not_crash(values):
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    for value in values:
+        trial = opt.suggest()
+        assert_valid(space, trial.params)
+        opt.observe(trial, value)
+    trial = opt.suggest()
+    assert_valid(space, trial.params)
+    assert len({key(space, t.params) for t in opt.history}) == 7
+
+
+@pytest.mark.parametrize("scale", [2.0**900, 2.0**-50], ids=["x2^900", "x2^-50"])
+def test_suggestions_are_invariant_to_power_of_two_scaling(scale):
+    """Standardisation makes the loop scale-free; powers of two scale exactly in float."""
+    base = _trajectory("ei", seed=0)
+    opt = Optimizer(continuous_space(), "ei", seed=0, **FAST)
+    scaled = [typed(t.params) for t in run_loop(opt, 6, func=lambda p: scale * objective(p))]
+    assert scaled == base
+    assert all(r.warnings == [] for r in opt.diagnostics)
+
+
+# --------------------------------------------------------------------------- minimize
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_minimize_returns_best(direction, capsys):
+    space = continuous_space()
+    opt = Optimizer(space, direction=direction, **FAST)
+    best = opt.minimize(objective, 5, progress=False)
+    history = opt.history
+    assert len(history) == 5 and all(t.status == "complete" for t in history)
+    pick = min if direction == "minimize" else max
+    assert best == opt.best and best.value == pick(t.value for t in history)
+    assert all(t.value == objective(t.params) for t in history)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_minimize_progress_bar_goes_to_stderr(capsys):
+    opt = Optimizer(continuous_space(), **FAST)
+    opt.minimize(objective, 2, progress=True)
+    out = capsys.readouterr()
+    assert out.out == "" and "bopt" in out.err and "2/2" in out.err
+
+
+def test_minimize_marks_non_finite_results_failed_and_continues(caplog):
+    results = iter([1.0, math.nan, 2.0, math.inf, "oops", 0.5])
+    opt = Optimizer(continuous_space(), **FAST)
+    best = opt.minimize(lambda p: next(results), 6, progress=False)
+    assert [t.status for t in opt.history] == ["complete", "failed", "complete", "failed",
+                                               "failed", "complete"]
+    assert best.value == 0.5 and best.id == 5
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("trial 1 failed") and "nan" in m for m in warnings)
+
+
+def test_minimize_propagates_exceptions_and_marks_trial_failed():
+    calls = []
+
+    def func(params):
+        calls.append(params)
+        if len(calls) == 3:
+            raise RuntimeError("simulation crashed")
+        return objective(params)
+
+    opt = Optimizer(continuous_space(), **FAST)
+    with pytest.raises(RuntimeError, match="simulation crashed"):
+        opt.minimize(func, 5, progress=False)
+    assert [t.status for t in opt.history] == ["complete", "complete", "failed"]
+    opt.minimize(objective, 1, progress=False)  # the loop can go on
+    assert opt.history[-1].status == "complete"
+
+
+def test_minimize_passes_a_copy_of_params():
+    opt = Optimizer(continuous_space(), **FAST)
+    opt.minimize(lambda p: p.pop("x"), 2, progress=False)
+    assert all(set(t.params) == {"x", "y"} for t in opt.history)
+
+
+@pytest.mark.parametrize("n_trials", [-1, 1.5, True])
+def test_minimize_rejects_bad_trial_count(n_trials):
+    opt = Optimizer(continuous_space(), **FAST)
+    with pytest.raises(ValueError, match=re.escape(f"n_trials must be a non-negative int; "
+                                                   f"got {n_trials!r}")):
+        opt.minimize(objective, n_trials, progress=False)
+
+
+# --------------------------------------------------------------------------- strategies, spaces
+
+
+@pytest.mark.parametrize("acquisition", ["random", "sobol"])
+def test_model_free_strategies(acquisition):
+    space = mixed_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    trials = run_loop(opt, 12)
+    assert {t.source for t in trials} == {acquisition}
+    assert len({key(space, t.params) for t in trials}) == 12
+    for trial in trials:
+        assert_valid(space, trial.params)
+    assert all(r.fit_seconds == 0.0 and r.num_starts == 0 for r in opt.diagnostics)
+
+
+def test_sobol_strategy_follows_the_space_design():
+    space = continuous_space()
+    opt = Optimizer(space, "sobol", seed=5, **{**FAST, "n_initial": 8})
+    trials = run_loop(opt, 8)
+    assert [typed(t.params) for t in trials] == [typed(c) for c in space.sobol(8, seed=5)]
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_conditional_space_suggestions_omit_inactive_params(acquisition):
+    space = nested_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    trials = run_loop(opt, 6)
+    for trial in trials:
+        params = trial.params
+        assert_valid(space, params)
+        assert ("momentum" in params) == (params["opt"] in ("sgd", "rmsprop"))
+        assert ("nesterov" in params) == (params["opt"] == "sgd")
+        assert ("warmup" in params) == (params.get("nesterov") is True)
+    assert len({t.params["opt"] for t in trials}) >= 2
+    assert len({key(space, t.params) for t in trials}) == 6
+    assert set(opt.diagnostics[-1].lengthscales) == set(space.names)
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_mixed_space_loop(acquisition):
+    space = mixed_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    trials = run_loop(opt, 10)
+    assert [t.source for t in trials] == ["sobol"] * 3 + [acquisition] * 7
+    assert len({key(space, t.params) for t in trials}) == 10
+    for trial in trials:
+        assert_valid(space, trial.params)
+        p = trial.params
+        assert type(p["layers"]) is int and type(p["width"]) is int
+        assert type(p["flag"]) is bool and type(p["k"]) is int and type(p["act"]) is str
+    assert all(r.fallback is None for r in opt.diagnostics)
