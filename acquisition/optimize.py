@@ -81,6 +81,8 @@ def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tens
     z = (v - v.mean()) / v.std().clamp_min(1e-12)
     weights = torch.exp(2.0 * z.clamp(max=20)) * finite + 1e-12
     best = values.argmax()
+    if num <= 1:
+        return best.reshape(1)
     weights[best] = 0.0
     rest = torch.multinomial(weights, min(num, values.numel()) - 1, replacement=False,
                              generator=generator)

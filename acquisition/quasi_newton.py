@@ -26,7 +26,10 @@ def _value_and_grad(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, T
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         value = f(x)
-        (grad,) = torch.autograd.grad(value.sum(), x)
+        if value.requires_grad:
+            (grad,) = torch.autograd.grad(value.sum(), x)
+        else:  # the objective does not depend on x
+            grad = torch.zeros_like(x)
     value = value.detach()
     bad = ~torch.isfinite(value)
     value = value.masked_fill(bad, float("inf"))

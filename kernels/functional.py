@@ -41,7 +41,8 @@ def scaled_sqdist(X1: Tensor, X2: Tensor, lengthscale: Tensor) -> Tensor:
         `... x n x m` non-negative squared distances (batch dims broadcast with `h`).
     """
     ls = lengthscale.unsqueeze(-2)  # h x 1 x dc
-    A, B = X1 / ls, X2 / ls
+    centre = X2.mean(-2, keepdim=True)  # centring avoids cancellation in |a|^2 + |b|^2 - 2ab
+    A, B = (X1 - centre) / ls, (X2 - centre) / ls
     sq = (A * A).sum(-1, keepdim=True) + (B * B).sum(-1).unsqueeze(-2) - 2 * A @ B.transpose(-1, -2)
     return sq.clamp_min(0.0)
 
@@ -131,8 +132,9 @@ class _MixedCross(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X1, X2, lengthscale, cat_lengthscale, scales, continuous, categorical):
-        A = X1[..., continuous] / lengthscale  # ... x n x dc
-        B = X2[..., continuous] / lengthscale  # m x dc
+        centre = X2[..., continuous].mean(-2, keepdim=True)  # as in scaled_sqdist
+        A = (X1[..., continuous] - centre) / lengthscale  # ... x n x dc
+        B = (X2[..., continuous] - centre) / lengthscale  # m x dc
         sq = ((A * A).sum(-1, keepdim=True) + (B * B).sum(-1) - 2 * A @ B.T).clamp_min(0.0)
         r = sq.clamp_min(1e-30).sqrt()
         decay = torch.exp(-_SQRT5 * r)

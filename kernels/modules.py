@@ -34,6 +34,7 @@ class CategoricalKernel(Kernel):
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
         ls = self.lengthscale.squeeze(-2) if self.lengthscale.dim() > 1 else self.lengthscale
+        ls = ls.expand(*ls.shape[:-1], x1.shape[-1])  # one shared lengthscale without ARD
         if diag:
             return torch.ones(x1.shape[:-1], dtype=x1.dtype, device=x1.device)
         return overlap(x1, x2, ls)
