@@ -115,6 +115,17 @@ def summarize(method: str, runs: list[dict]) -> MethodSummary:
 # --------------------------------------------------------------------------- plots
 
 
+def _finish(fig, ax, path: Path, num_methods: int) -> Path:
+    """Grid, legend, save and close: the common end of every figure here."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, ncols=2 if num_methods > 4 else 1)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_regret(problem: str, by_method: dict[str, list[dict]], path: Path, *,
                 colors: dict[str, Any]) -> Path:
     """Median best-so-far regret (log y) with its inter-quartile band, per method."""
@@ -146,11 +157,7 @@ def plot_regret(problem: str, by_method: dict[str, list[dict]], path: Path, *,
     ax.set_xlabel("evaluation number")
     ax.set_title(f"{problem}: best-so-far {'regret' if known else 'value'} "
                  f"(lower is better)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, ncols=2 if len(by_method) > 4 else 1)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, len(by_method))
 
 
 def plot_suggest_seconds(problem: str, by_method: dict[str, list[dict]], path: Path, *,
@@ -177,11 +184,7 @@ def plot_suggest_seconds(problem: str, by_method: dict[str, list[dict]], path: P
                       for r in runs})
     ax.set_title(f"{problem}: time to suggest the next point "
                  f"(torch threads = {', '.join(map(str, threads))})")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, ncols=2 if len(by_method) > 4 else 1)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, len(by_method))
 
 
 def _initial_designs(by_method: dict[str, list[dict]]) -> list[tuple[int, str]]:
