@@ -21,21 +21,24 @@ from torch import Tensor
 
 from bopt.acquisition.quasi_newton import minimize_batched
 from bopt.layout import (Layout, active_mask, canonicalize, decode_integer, encode_integer,
-                         inactive_fill, integer_grid_round)
+                         fill_activated, integer_grid_round)
 
 Score = Callable[[Tensor], Tensor]
 
 
-def unit_to_layout(U: Tensor, layout: Layout) -> Tensor:
-    """Map uniform `... x d` points in [0, 1) to valid encoded points.
-
-    Categorical columns become indices floor(u k); integers stay relaxed; inactive entries
-    take their fixed value.
-    """
+def _unit_values(U: Tensor, layout: Layout) -> Tensor:
+    """Uniform `... x d` in [0, 1) -> a valid value in every column, active or not:
+    categorical indices floor(u k), numbers (integers relaxed) unchanged."""
     X = U.clone()
     for col, k in zip(layout.categorical, layout.categorical_sizes):
         X[..., col] = (U[..., col] * k).floor().clamp(max=k - 1)
-    return canonicalize(X, layout)
+    return X
+
+
+def unit_to_layout(U: Tensor, layout: Layout) -> Tensor:
+    """Map uniform `... x d` points in [0, 1) to valid encoded points (integers relaxed,
+    inactive entries at their fixed value)."""
+    return canonicalize(_unit_values(U, layout), layout)
 
 
 def _column_bounds(layout: Layout, dtype, device) -> tuple[Tensor, Tensor]:
@@ -66,16 +69,14 @@ def _perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator
         flip = torch.rand(num, generator=generator, dtype=X.dtype, device=X.device) < 0.2
         draw = torch.randint(0, k, (num,), generator=generator, device=X.device).to(X.dtype)
         X[:, col] = torch.where(flip, draw, X[:, col])
-    # A parent may have changed: reactivate children at a random value, then pin inactive.
+    # A changed parent may switch children on: give them random valid values.
     U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
-    fill = unit_to_layout(U, layout)
-    inactive = X == inactive_fill(layout, dtype=X.dtype, device=X.device)
-    X = torch.where(inactive & active_mask(X, layout), fill, X)
-    return canonicalize(X, layout)
+    return fill_activated(canonicalize(X, layout), layout, _unit_values(U, layout))
 
 
 def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tensor:
     """Indices of `num` starts: the best raw candidate plus Boltzmann draws (eta = 2)."""
+    values = torch.nan_to_num(values, nan=-float("inf"))
     finite = torch.isfinite(values)
     v = torch.where(finite, values, values[finite].min() if bool(finite.any()) else 0.0)
     z = (v - v.mean()) / v.std().clamp_min(1e-12)
@@ -148,6 +149,13 @@ def _integer_neighbours(X: Tensor, layout: Layout) -> Tensor:
     return torch.stack(out, dim=1)
 
 
+def _first_levels(layout: Layout, like: Tensor) -> Tensor:
+    """`... x d` points at index 0 on categorical columns and mid-range elsewhere."""
+    fill = torch.full(like.shape, 0.5, dtype=like.dtype, device=like.device)
+    fill[..., list(layout.categorical)] = 0.0
+    return fill
+
+
 def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int) -> Tensor:
     """Move each of the `b x 1 x d` points to its best discrete neighbour if that scores higher."""
     x = X[:, 0, :]  # b x d
@@ -157,7 +165,9 @@ def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int
         parts.append(torch.where(mask, values, x[:, None, :]))  # b x m x d
     if layout.integers:
         parts.append(_integer_neighbours(x, layout))
-    N = canonicalize(torch.cat(parts, dim=1), layout)  # b x m x d
+    N = torch.cat(parts, dim=1)  # b x m x d
+    # Children a move switches on take their first level (categoricals) or stay mid-range.
+    N = fill_activated(canonicalize(N, layout), layout, _first_levels(layout, N))
     cand = torch.cat([x[:, None, :], N], dim=1)  # b x (m+1) x d, current point first
     values = score(cand.unsqueeze(-2))  # b x (m+1)
     values = torch.nan_to_num(values, nan=-float("inf"))
@@ -199,6 +209,7 @@ def multistart_maximize(
         `b x q x d` candidate sets, best first, and their `b` scores.
     """
     d = layout.d
+    device = generator.device if device is None else device
     discrete = bool(layout.categorical or layout.integers)
     if q > 1 and discrete:
         raise ValueError("multistart_maximize: q > 1 needs a purely continuous layout; "
@@ -221,6 +232,7 @@ def multistart_maximize(
             with torch.no_grad():
                 X = _discrete_move(score, X, layout, enumerate_limit)
             X = _ascend(score, X, layout, integers=False, max_iter=max_iter)
+        X = integer_grid_round(X, layout)  # idempotent; guards children switched on late
     with torch.no_grad():
         values = score(X)
     order = values.argsort(descending=True)

@@ -5,7 +5,7 @@ q = 1 and q = 4, timing the model fit and the acquisition optimisation separatel
 timed on its second suggestion at each n, so its fit is warm started as in a running study
 (BoTorch's loop refits from its defaults every round).
 
-    python benchmarks/scale.py --n 20,50,100,200,500,1000,2000 --out benchmarks/results
+    python benchmarks/scale.py --n 20,50,100,200,500,1000,2000 --threads 1 --out benchmarks/results
 
 Writes scale_<device>.json, scale_<device>.md and scale_<device>.png.
 """
@@ -82,8 +82,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-botorch-above", type=int, default=10**9,
                         help="do not time BoTorch above this many observations")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for both libraries (default 1)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = [int(v) for v in args.n.split(",")]

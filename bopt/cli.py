@@ -24,6 +24,9 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     best = opt.minimize(problem, args.budget, progress=not args.quiet)
     elapsed = time.perf_counter() - start
+    if best is None:
+        print("no trial completed; nothing to report.")
+        return 1
     rounds = opt.diagnostics
     suggest = [r.suggest_seconds for r in rounds]
     model_rounds = [r.suggest_seconds for r in rounds if r.strategy == args.acquisition]
@@ -40,6 +43,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bopt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="test problem name (see bopt.benchmarks.list_problems())")
     demo.add_argument("--acquisition", default="ei",
                       choices=ACQUISITIONS + ("random", "sobol"))
-    demo.add_argument("--budget", type=int, default=60, help="number of evaluations")
+    demo.add_argument("--budget", type=_positive_int, default=60, help="number of evaluations")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
     demo.add_argument("--n-initial", type=int, default=None,

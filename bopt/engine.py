@@ -36,18 +36,26 @@ _GP_STRATEGIES = ("ei", "ucb", "ts")
 _SINGLE_THREAD_BELOW = 1000
 
 
+_THREADS_LOCK = threading.Lock()  # torch's thread count is process-wide
+
+
 @contextlib.contextmanager
 def _torch_threads(num: int | None):
-    """Run the block with `num` torch intra-op threads (None: leave as is), then restore."""
-    before = torch.get_num_threads()
-    if num is None or num == before:
+    """Run the block with `num` torch intra-op threads (None: leave as is), then restore.
+
+    Blocks that change the count run one at a time, so optimizers in several threads cannot
+    restore each other's values out of order.
+    """
+    if num is None:
         yield
         return
-    torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(num)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,11 @@ def _resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, str):
         raise ArgumentError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device; got {device!r}.")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ArgumentError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device; "
+                            f"got {device!r}.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentError(f"device={device!r} but CUDA is not available here; "
                          "use device='auto' to fall back to the CPU.")
@@ -228,16 +240,19 @@ class Optimizer:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ArgumentError(f"suggest(n): n must be a positive int or None; got {n!r}.")
         with self._lock, _torch_threads(self._threads_for_suggest()):
+            saved = (self._sobol, self._sobol_used, self._theta, self._theta_n,
+                     len(self._diagnostics))
             trials = []
             try:
                 for _ in range(1 if n is None else n):
                     trials.append(self._suggest_one())
-            except SpaceExhaustedError as err:  # all or nothing: undo the partial batch
+            except BaseException as err:  # all or nothing: undo the partial batch
                 for trial in trials:
                     del self._trials[trial.id]
                     self._keys.discard(self.space.key(trial.params))
-                del self._diagnostics[len(self._diagnostics) - len(trials):]
-                if trials:
+                (self._sobol, self._sobol_used, self._theta, self._theta_n, num_rounds) = saved
+                del self._diagnostics[num_rounds:]
+                if isinstance(err, SpaceExhaustedError) and trials:
                     raise SpaceExhaustedError(
                         f"suggest({n}): only {len(trials)} unseen configuration(s) remain; "
                         f"ask for at most {len(trials)}.") from err
@@ -287,12 +302,14 @@ class Optimizer:
                  progress: bool = True) -> Trial | None:
         """Run the loop: suggest, evaluate `func(params)`, observe, `n_trials` times.
 
-        A call of `func` that returns NaN, inf or a non-number marks its trial failed (with a
-        logged warning) and the loop goes on; an exception marks it failed and propagates.
-        Works for either `direction`; the name follows the common case.
+        `func` receives the configuration as one dict (`lambda p: train(**p)` adapts a
+        keyword function). A call that returns NaN, inf or a non-number marks its trial
+        failed (with a logged warning) and the loop goes on; an exception marks it failed and
+        propagates. A finite space that runs out ends the loop early. Works for either
+        `direction`; the name follows the common case.
 
         Returns:
-            The best trial.
+            The best trial (None if no trial completed).
         """
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0:
             raise ArgumentError(f"n_trials must be a non-negative int; got {n_trials!r}.")
@@ -300,7 +317,11 @@ class Optimizer:
 
         bar = tqdm(range(n_trials), disable=not progress, desc="bopt", unit="trial")
         for _ in bar:
-            trial = self.suggest()
+            try:
+                trial = self.suggest()
+            except SpaceExhaustedError as err:
+                logger.info("stopping early: %s", err)
+                break
             try:
                 value = func(dict(trial.params))
             except BaseException:
@@ -448,10 +469,10 @@ class Optimizer:
                                           max_iter=0 if same_data else None)
             self._theta, self._theta_n = theta, X.shape[0]
             info.warnings += report.warnings
-            info.log_marginal_likelihood = -report.neg_log_posterior * X.shape[0]
+            info.log_marginal_likelihood = report.log_marginal_likelihood
         except FitError as err:
             info.warnings.append(f"GP fit failed ({err})")
-            if self._theta is not None:
+            if self._theta is not None and not same_data:  # same data: it would fail again
                 try:
                     model, _, _ = fit_gp(X, Y, self.space.layout, warm_start=self._theta,
                                          max_iter=0)

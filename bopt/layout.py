@@ -14,6 +14,7 @@ Encoding conventions (owned by `bopt.space.Space.encode`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,13 +89,49 @@ def active_mask(X: Tensor, layout: Layout) -> Tensor:
         `... x d` boolean mask, True where the parameter is in play.
     """
     mask = torch.ones(X.shape, dtype=torch.bool, device=X.device)
-    sizes = dict(zip(layout.categorical, layout.categorical_sizes))
-    for cond in layout.conditions:  # parents come first, so nesting resolves in one pass
-        table = torch.zeros(sizes[cond.parent] + 1, dtype=torch.bool, device=X.device)
-        table[list(cond.allowed)] = True  # the last slot is the parent's inactive level
-        parent_index = X[..., cond.parent].round().long().clamp(0, sizes[cond.parent])
+    for cond, table in zip(layout.conditions, _condition_tables(layout, X.device)):
+        # parents come first, so nesting resolves in one pass
+        parent_index = X[..., cond.parent].round().long().clamp(0, table.numel() - 1)
         mask[..., cond.column] = mask[..., cond.parent] & table[parent_index]
     return mask
+
+
+@functools.lru_cache(maxsize=64)
+def _condition_tables(layout: Layout, device: torch.device) -> tuple[Tensor, ...]:
+    """Per condition, a boolean table over the parent's index values (its inactive level last)
+    that is True where the child is allowed; built once per layout and device."""
+    sizes = dict(zip(layout.categorical, layout.categorical_sizes))
+    tables = []
+    for cond in layout.conditions:
+        table = torch.zeros(sizes[cond.parent] + 1, dtype=torch.bool)
+        table[list(cond.allowed)] = True
+        tables.append(table.to(device))
+    return tuple(tables)
+
+
+def fill_activated(X: Tensor, layout: Layout, fill: Tensor) -> Tensor:
+    """Give a value to every active entry still holding its inactive placeholder.
+
+    A parent that changed (a discrete move, a perturbation) can switch a child on while the
+    child still holds the placeholder. Such entries take their value from `fill`; then
+    integers go back on their grid and newly inactive entries are pinned.
+
+    Args:
+        X: `... x d` encoded points.
+        fill: `... x d` valid encoded values to draw replacements from.
+
+    Returns:
+        `... x d` valid, canonical points.
+    """
+    if not layout.conditions:
+        return X
+    placeholder = inactive_fill(layout, dtype=X.dtype, device=X.device)
+    X = X.clone()
+    for cond in layout.conditions:  # parent-first: a repaired parent activates its children
+        active = active_mask(X, layout)[..., cond.column]
+        stuck = active & (X[..., cond.column] == placeholder[cond.column])
+        X[..., cond.column] = torch.where(stuck, fill[..., cond.column], X[..., cond.column])
+    return canonicalize(integer_grid_round(X, layout), layout)
 
 
 def inactive_fill(layout: Layout, *, dtype: torch.dtype, device: torch.device) -> Tensor:

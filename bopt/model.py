@@ -29,7 +29,8 @@ from bopt.kernels import MixedHypers, make_mixed_kernel, mixed, mixed_cross, mix
 from bopt.layout import Layout
 
 NOISE_FLOOR = 1e-6
-_LARGE_N = 400  # above this many observations the fit trims starts and line-search steps
+_SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
+_LARGE_N = 400  # above this, the line search tries one step length
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 _LOG_2PI = math.log(2 * math.pi)
 _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
@@ -47,6 +48,7 @@ class FitReport:
     num_starts: int
     iterations: int
     jitter: float = 0.0
+    log_marginal_likelihood: float = math.nan
     warnings: list[str] = field(default_factory=list)
 
 
@@ -243,8 +245,8 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         layout: the space's layout.
         warm_start: `p` log hyperparameters of the previous round (same layout), tried
             alongside the prior mode.
-        max_iter: L-BFGS iteration cap (default: 150 cold; 40 warm, 20 warm above
-            `_LARGE_N` observations, where only the warm start is refined).
+        max_iter: L-BFGS iteration cap (default: 150 cold, 10 warm). With 0, the warm
+            start is used as it is (the fallback to last round's hyperparameters).
 
     Returns:
         The GP, its `p` log hyperparameters (next round's warm start), and a report.
@@ -257,18 +259,20 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
     lo, hi = spec.bounds(dtype, device)
     mode = spec.mode(dtype, device)
     n = X.shape[0]
-    large = n > _LARGE_N  # each start and each line-search step costs a Cholesky of n x n
-    starts = [mode]
-    if warm_start is not None:
-        warm = torch.minimum(torch.maximum(warm_start.to(X), lo), hi)
-        starts = [warm] if large else [warm, mode]
-    else:  # cold: also try a smoother start
-        starts.append((mode + torch.cat([torch.full((spec.dc + spec.dk,), math.log(3.0)),
-                                         torch.zeros(4)]).to(X)).clamp(lo, hi))
+    warm = None if warm_start is None else torch.minimum(torch.maximum(warm_start.to(X), lo), hi)
+    if warm is None:  # cold: the prior mode and a smoother start
+        starts = [mode, (mode + torch.cat([torch.full((spec.dc + spec.dk,), math.log(3.0)),
+                                           torch.zeros(4)]).to(X)).clamp(lo, hi)]
+    elif max_iter == 0 or n > _SECOND_START_MAX_N:  # each start costs a Cholesky per step
+        starts = [warm]
+    else:
+        starts = [warm, mode]
     theta0 = torch.stack(starts)  # h x p
-    steps = (1.0,) if large else (1.0, 0.25)
+    steps = (1.0, 0.25) if n <= _LARGE_N else (1.0,)
     if max_iter is None:
-        max_iter = 150 if warm_start is None else (20 if large else 40)
+        # Warm starts continue last round's optimisation: a few steps reach the new optimum
+        # (at n = 100-400, 5 steps land within 5e-5 of it per observation, 10 within 1e-6).
+        max_iter = 150 if warm is None else 10
     theta, values, iters = minimize_batched(
         lambda t: neg_log_posterior(t, X, Y, layout), theta0, lo, hi,
         free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
@@ -287,4 +291,6 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         report.jitter = jitter
         report.warnings.append(f"covariance needed jitter {jitter:g} to factorise")
     model = BoptGP(X, Y, layout, hypers, noise + jitter, L)
+    report.log_marginal_likelihood = float(
+        -0.5 * (Y * model.alpha).sum() - torch.log(torch.diagonal(L)).sum() - 0.5 * n * _LOG_2PI)
     return model, theta_best.detach(), report

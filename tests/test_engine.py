@@ -753,3 +753,62 @@ def test_mixed_space_loop(acquisition):
         assert type(p["layers"]) is int and type(p["width"]) is int
         assert type(p["flag"]) is bool and type(p["k"]) is int and type(p["act"]) is str
     assert all(r.fallback is None for r in opt.diagnostics)
+
+
+# --- rollback, early stop, threads ------------------------------------------------------------
+
+def test_suggest_batch_interrupted_midway_leaves_state_unchanged(monkeypatch):
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    opt = Optimizer(space, "ei", seed=0, n_initial=2, num_raw_samples=64, num_restarts=2)
+    for _ in range(3):
+        trial = opt.suggest()
+        opt.observe(trial, trial.params["x"] + trial.params["y"])
+    twin = Optimizer(space, "ei", seed=0, n_initial=2, num_raw_samples=64, num_restarts=2)
+    for trial in opt.history:
+        twin_trial = twin.suggest()
+        twin.observe(twin_trial, trial.value)
+    before = (opt.history, len(opt.diagnostics))
+    calls = {"n": 0}
+    original = Optimizer._gp_proposal
+
+    def interrupt_second(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Optimizer, "_gp_proposal", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        opt.suggest(3)
+    monkeypatch.setattr(Optimizer, "_gp_proposal", original)
+    assert (opt.history, len(opt.diagnostics)) == before
+    assert opt.suggest().params == twin.suggest().params
+
+
+def test_minimize_stops_when_a_finite_space_runs_out():
+    space = Space([Int("n", 0, 2), Categorical("c", ["a", "b"])])
+    opt = Optimizer(space, "ei", seed=0, n_initial=2, num_raw_samples=16, num_restarts=2)
+    best = opt.minimize(lambda p: p["n"] + (p["c"] == "b"), 20, progress=False)
+    assert len(opt.history) == 6
+    assert best.params == {"n": 0, "c": "a"} and best.value == 0
+
+
+def test_suggest_restores_the_callers_torch_thread_count():
+    import torch
+
+    space = Space([Float("x", 0.0, 1.0)])
+    opt = Optimizer(space, "ei", seed=0, n_initial=2, num_raw_samples=16, num_restarts=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            trial = opt.suggest()
+            opt.observe(trial, (trial.params["x"] - 0.3) ** 2)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bad_device_string_is_a_clear_error():
+    with pytest.raises(ArgumentError, match=r"device must be 'auto', 'cpu', 'cuda' or a torch.device; got 'gpu'"):
+        Optimizer(Space([Float("x", 0.0, 1.0)]), device="gpu")

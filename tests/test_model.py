@@ -10,6 +10,7 @@ import torch
 from torch.distributions import LogNormal
 
 import bopt.model
+from bopt.layout import Layout
 from bopt.kernels import MixedHypers, mixed
 from bopt.model import (NOISE_FLOOR, BoptGP, FitError, _Theta, cholesky_with_jitter, fit_gp,
                         neg_log_posterior)
@@ -212,3 +213,27 @@ def test_fit_leaves_global_rng_untouched(problem):
     state = torch.random.get_rng_state()
     fit_gp(problem.X, problem.Y, problem.layout, max_iter=3)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_fit_with_no_iterations_keeps_the_warm_start_alone():
+    # The fallback to last round's hyperparameters must not silently pick the prior mode.
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(12, 2, generator=g, dtype=torch.float64)
+    Y = torch.sin(5 * X).sum(-1, keepdim=True)
+    layout = Layout(d=2, continuous=(0, 1))
+    _, theta, _ = fit_gp(X, Y, layout)
+    far = theta + 0.7  # a warm start well away from the optimum and the prior mode
+    _, kept, report = fit_gp(X, Y, layout, warm_start=far, max_iter=0)
+    assert report.num_starts == 1
+    torch.testing.assert_close(kept, far, atol=1e-12, rtol=0.0)
+
+
+def test_fit_reports_the_plain_log_marginal_likelihood():
+    g = torch.Generator().manual_seed(4)
+    X = torch.rand(10, 2, generator=g, dtype=torch.float64)
+    Y = torch.cos(4 * X).sum(-1, keepdim=True)
+    layout = Layout(d=2, continuous=(0, 1))
+    model, _, report = fit_gp(X, Y, layout)
+    K = model.kernel(X, X) + model.noise * torch.eye(10, dtype=torch.float64)
+    dense = torch.distributions.MultivariateNormal(torch.zeros(10, dtype=torch.float64), K)
+    assert abs(report.log_marginal_likelihood - float(dense.log_prob(Y.squeeze(-1)))) < 1e-8

@@ -230,3 +230,66 @@ def test_a_single_restart_works():
 def test_q_above_one_needs_a_continuous_layout():
     with pytest.raises(ValueError, match=r"q > 1 needs a purely continuous layout"):
         _maximize(_generic_score(MIXED), MIXED, q=2)
+
+
+# --- conditional spaces: children a move switches on must get real values -------------------
+
+def _nested_space():
+    import bopt
+
+    return bopt.Space([
+        bopt.Categorical("a", list(range(9))),
+        bopt.Categorical("b", list(range(8)), when={"a": [0, 1, 2, 3]}),
+        bopt.Int("k", 0, 3, when={"a": 0}),
+        bopt.Categorical("c", ["x", "y"], when={"b": [0, 1]}),
+    ])
+
+
+def _assert_valid(X, layout, *, on_grid=True):
+    from bopt.layout import active_mask, canonicalize, integer_grid_round
+
+    torch.testing.assert_close(canonicalize(X, layout), X, atol=0.0, rtol=0.0)
+    if on_grid:
+        torch.testing.assert_close(integer_grid_round(X, layout), X, atol=0.0, rtol=0.0)
+    active = active_mask(X, layout)
+    for col, k in zip(layout.categorical, layout.categorical_sizes):
+        assert bool((X[..., col][active[..., col]] < k).all()), f"column {col} holds an invalid level"
+
+
+def test_discrete_move_gives_switched_on_children_valid_values():
+    from bopt.acquisition.optimize import _discrete_move
+
+    space = _nested_space()
+    layout = space.layout
+    X = space.encode([{"a": 5}]).unsqueeze(1)  # b, k and c inactive
+
+    def score(Z):  # prefers a = 0 (switching b and k on) and a high k
+        return -Z[..., 0].abs().sum(-1) + Z[..., 2].sum(-1)
+
+    moved = _discrete_move(score, X, layout, enumerate_limit=64)[:, 0]
+    _assert_valid(moved, layout)
+    (config,) = space.decode(moved)
+    assert config["a"] == 0 and {"b", "k"} <= set(config)
+    assert space.validate(config) == config
+
+
+def test_perturbations_of_nested_conditional_points_are_valid():
+    from bopt.acquisition.optimize import _perturb
+
+    space = _nested_space()
+    seeds = space.encode(space.sample(20, seed=1))
+    X = _perturb(seeds, 300, space.layout, torch.Generator().manual_seed(0))
+    _assert_valid(X, space.layout, on_grid=False)  # integers stay relaxed for the ascent
+
+
+def test_multistart_on_a_conditional_space_returns_valid_points():
+    space = _nested_space()
+
+    def score(Z):
+        return -(Z[..., 0] - 1).abs().sum(-1) + Z[..., 2].sum(-1)
+
+    cands, _ = multistart_maximize(score, space.layout, generator=torch.Generator().manual_seed(0),
+                                   num_raw_samples=64, num_restarts=4)
+    _assert_valid(cands[:, 0], space.layout)
+    for config in space.decode(cands[:, 0]):
+        assert space.validate(config) == config
