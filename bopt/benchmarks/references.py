@@ -78,7 +78,7 @@ def require(module: str, method: str) -> Any:
     except ImportError as err:
         raise MissingDependencyError(
             f"benchmark method {method!r} needs the {module!r} package, which is not "
-            f"installed ({err}); install the benchmark extras: pip install 'bopt[bench]'."
+            f"installed ({err}); install the benchmark extras: pip install 'bopt[bench]' (from a clone: pip install -e '.[bench]')."
         ) from None
 
 
