@@ -134,8 +134,9 @@ def fill_activated(X: Tensor, layout: Layout, fill: Tensor) -> Tensor:
     return canonicalize(integer_grid_round(X, layout), layout)
 
 
+@functools.lru_cache(maxsize=64)
 def inactive_fill(layout: Layout, *, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """`d` vector of the value each column holds when inactive."""
+    """`d` vector of the value each column holds when inactive (cached: do not modify)."""
     fill = torch.full((layout.d,), INACTIVE_NUMERIC, dtype=dtype, device=device)
     for column, size in zip(layout.categorical, layout.categorical_sizes):
         fill[column] = float(size)

@@ -129,21 +129,35 @@ def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
     Returns:
         `...` values; `inf` where the covariance is not positive definite.
     """
-    batch_shape = theta.shape[:-1]
-    theta = theta.reshape(-1, theta.shape[-1])  # h x p
-    spec = _Theta(len(layout.continuous), len(layout.categorical))
-    hypers, noise = spec.unpack(theta)
-    n = X.shape[0]
-    K = mixed(X, X, hypers, layout.continuous, layout.categorical)  # h x n x n
-    K = K + (noise + jitter)[:, None, None] * torch.eye(n, dtype=X.dtype, device=X.device)
-    L, info = torch.linalg.cholesky_ex(K)
-    alpha = torch.cholesky_solve(Y.expand(theta.shape[0], n, 1), L)  # h x n x 1
-    fit = 0.5 * (Y * alpha).sum((-2, -1))
-    logdet = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-    loc, sd = spec.prior(theta.dtype, theta.device)
-    value = fit + logdet + 0.5 * n * _LOG_2PI - _log_prior(theta, loc, sd, spec.free(theta.device))
-    value = torch.where(info == 0, value / n, torch.full_like(value, float("inf")))
-    return value.reshape(batch_shape)
+    return _Objective(X, Y, layout, jitter)(theta)
+
+
+class _Objective:
+    """`neg_log_posterior` with its constant tensors (prior, mask, identity) built once, so
+    the optimisation loop copies nothing from the host per evaluation."""
+
+    def __init__(self, X: Tensor, Y: Tensor, layout: Layout, jitter: float = 0.0):
+        self.X, self.Y, self.layout, self.jitter = X, Y, layout, jitter
+        self.spec = _Theta(len(layout.continuous), len(layout.categorical))
+        self.loc, self.sd = self.spec.prior(X.dtype, X.device)
+        self.free = self.spec.free(X.device)
+        self.eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        batch_shape = theta.shape[:-1]
+        theta = theta.reshape(-1, theta.shape[-1])  # h x p
+        hypers, noise = self.spec.unpack(theta)
+        X, Y, n = self.X, self.Y, self.X.shape[0]
+        K = mixed(X, X, hypers, self.layout.continuous, self.layout.categorical)  # h x n x n
+        K = K + (noise + self.jitter)[:, None, None] * self.eye
+        L, info = torch.linalg.cholesky_ex(K)
+        alpha = torch.cholesky_solve(Y.expand(theta.shape[0], n, 1), L)  # h x n x 1
+        fit = 0.5 * (Y * alpha).sum((-2, -1))
+        logdet = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+        value = (fit + logdet + 0.5 * n * _LOG_2PI
+                 - _log_prior(theta, self.loc, self.sd, self.free))
+        value = torch.where(info == 0, value / n, torch.full_like(value, float("inf")))
+        return value.reshape(batch_shape)
 
 
 class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
@@ -274,7 +288,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         # (at n = 100-400, 5 steps land within 5e-5 of it per observation, 10 within 1e-6).
         max_iter = 150 if warm is None else 10
     theta, values, iters = minimize_batched(
-        lambda t: neg_log_posterior(t, X, Y, layout), theta0, lo, hi,
+        _Objective(X, Y, layout), theta0, lo, hi,
         free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
         tol=1e-6, gtol=1e-4)
     report = FitReport(neg_log_posterior=math.nan, num_starts=len(starts), iterations=iters)

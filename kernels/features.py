@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bopt.kernels.functional import MixedHypers
+from bopt.kernels.functional import MixedHypers, columns
 
 _MATERN_DOF = 5  # 2 * nu for nu = 5/2
 
@@ -60,10 +60,10 @@ class MixedFeatures:
         for term in self.terms:
             f = torch.sqrt(term.scale / self.num_features)
             if term.freqs is not None:  # sqrt(2) cos(w x + b) has E[f(x) f(y)] = k_cont(x, y)
-                f = f * math.sqrt(2.0) * torch.cos(X[..., self.continuous] @ term.freqs.T
+                f = f * math.sqrt(2.0) * torch.cos(columns(X, self.continuous) @ term.freqs.T
                                                    + term.phases)  # ... x m
             if term.levels is not None:
-                f = f * _category_products(X[..., self.categorical], term.levels, term.shared)
+                f = f * _category_products(columns(X, self.categorical), term.levels, term.shared)
             out.append(f)
         return torch.cat(out, dim=-1)  # ... x M
 

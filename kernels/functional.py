@@ -29,6 +29,20 @@ class MixedHypers(NamedTuple):
     scales: Tensor
 
 
+def column_index(cols: tuple[int, ...]) -> slice | list[int]:
+    """A slice for contiguous columns (indexing makes a view, with no index tensor to copy
+    to the device on every call), else the list."""
+    cols = tuple(cols)
+    if cols and cols == tuple(range(cols[0], cols[-1] + 1)):
+        return slice(cols[0], cols[-1] + 1)
+    return list(cols)
+
+
+def columns(X: Tensor, cols: tuple[int, ...]) -> Tensor:
+    """`X[..., cols]`: the given columns of `... x d` points."""
+    return X[..., column_index(cols)]
+
+
 def scaled_sqdist(X1: Tensor, X2: Tensor, lengthscale: Tensor) -> Tensor:
     """Squared distances after dividing each column by its lengthscale.
 
@@ -99,12 +113,12 @@ def mixed(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[int, ..
     """
     s = hypers.scales.unsqueeze(-1).unsqueeze(-1)  # h x 3 x 1 x 1
     if not categorical:
-        return s[..., 0, :, :] * matern52(X1[..., continuous], X2[..., continuous],
+        return s[..., 0, :, :] * matern52(columns(X1, continuous), columns(X2, continuous),
                                           hypers.lengthscale)
-    kk = overlap(X1[..., categorical], X2[..., categorical], hypers.cat_lengthscale)
+    kk = overlap(columns(X1, categorical), columns(X2, categorical), hypers.cat_lengthscale)
     if not continuous:
         return s[..., 1, :, :] * kk
-    kc = matern52(X1[..., continuous], X2[..., continuous], hypers.lengthscale)
+    kc = matern52(columns(X1, continuous), columns(X2, continuous), hypers.lengthscale)
     return s[..., 0, :, :] * kc + s[..., 1, :, :] * kk + s[..., 2, :, :] * kc * kk
 
 
@@ -132,16 +146,17 @@ class _MixedCross(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X1, X2, lengthscale, cat_lengthscale, scales, continuous, categorical):
-        centre = X2[..., continuous].mean(-2, keepdim=True)  # as in scaled_sqdist
-        A = (X1[..., continuous] - centre) / lengthscale  # ... x n x dc
-        B = (X2[..., continuous] - centre) / lengthscale  # m x dc
+        X1c, X2c = columns(X1, continuous), columns(X2, continuous)
+        centre = X2c.mean(-2, keepdim=True)  # as in scaled_sqdist
+        A = (X1c - centre) / lengthscale  # ... x n x dc
+        B = (X2c - centre) / lengthscale  # m x dc
         sq = ((A * A).sum(-1, keepdim=True) + (B * B).sum(-1) - 2 * A @ B.T).clamp_min(0.0)
         r = sq.clamp_min(1e-30).sqrt()
         decay = torch.exp(-_SQRT5 * r)
         kc = (1.0 + _SQRT5 * r + (5.0 / 3.0) * sq) * decay  # ... x n x m
         slope = -(5.0 / 3.0) * (1.0 + _SQRT5 * r) * decay
         if categorical:
-            kk = overlap(X1[..., categorical], X2[..., categorical], cat_lengthscale)
+            kk = overlap(columns(X1, categorical), columns(X2, categorical), cat_lengthscale)
             K = scales[0] * kc + scales[1] * kk + scales[2] * kc * kk
             slope = slope * (scales[0] + scales[2] * kk)
         else:
@@ -157,7 +172,7 @@ class _MixedCross(torch.autograd.Function):
         W = grad_K * slope  # ... x n x m
         grad_cont = (A * W.sum(-1, keepdim=True) - W @ B) / lengthscale  # ... x n x dc
         grad_X1 = grad_cont.new_zeros(ctx.shape)
-        grad_X1[..., ctx.continuous] = grad_cont
+        grad_X1[..., column_index(ctx.continuous)] = grad_cont
         return grad_X1, None, None, None, None, None, None
 
 

@@ -60,6 +60,28 @@ def test_batched_lbfgs_loop_never_syncs_with_the_host():
     torch.testing.assert_close(x, target.expand(16, 5), atol=1e-6, rtol=0.0)
 
 
+def test_one_fit_step_and_one_acquisition_step_never_sync():
+    from bopt.acquisition.quasi_newton import _value_and_grad
+    from bopt.model import _Objective, _Theta
+
+    X, Y = _data()
+    X, Y = X.cuda(), Y.cuda()
+    layout = Layout(d=4, continuous=(0, 1, 2, 3))
+    model, _, _ = fit_gp(X, Y, layout)
+    objective = _Objective(X, Y, layout)
+    theta = _Theta(4, 0).mode(torch.float64, X.device).expand(2, 3, -1).contiguous()
+    Z = torch.rand(3, 8, 4, device="cuda", dtype=torch.float64)
+    best_f = Y.max()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _value_and_grad(objective, theta)
+        _value_and_grad(lambda z: log_expected_improvement(
+            *model.mean_std(z.unsqueeze(-2)), best_f).sum(-1), Z)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_multistart_stays_on_the_device():
     X, Y = _data()
     layout = Layout(d=4, continuous=(0, 1, 2, 3))
