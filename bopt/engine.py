@@ -25,6 +25,7 @@ from bopt.acquisition import (draw_posterior_path, log_expected_improvement,
 from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, TrialError
 from bopt.model import BoptGP, FitError, fit_gp
 from bopt.space import Space
+from bopt.warp import warp_standardized
 
 logger = logging.getLogger("bopt")
 
@@ -93,6 +94,7 @@ class RoundInfo:
     outputscales: tuple[float, ...] = ()
     noise: float | None = None
     log_marginal_likelihood: float | None = None
+    warp_lambda: float | None = None
     best_acquisition: float | None = None
     num_starts: int = 0
     fallback: str | None = None
@@ -442,8 +444,9 @@ class Optimizer:
             f"all {size} configurations of this space have been suggested or observed; "
             "there is nothing new to propose.")
 
-    def _training_data(self, complete: list[Trial]) -> tuple[Tensor, Tensor, list[str]]:
-        """Encoded inputs `n x d` and standardised, maximisation-signed targets `n x 1`."""
+    def _training_data(self, complete: list[Trial]) -> tuple[Tensor, Tensor, float, list[str]]:
+        """Encoded inputs `n x d`, maximisation-signed targets `n x 1` (standardised, then
+        warped by `bopt.warp`), the warp's lambda, and warnings."""
         warnings = []
         X = torch.stack([self._encoded[t.id] for t in complete]).to(self.device)
         y = torch.tensor([t.value for t in complete], dtype=torch.float64, device=self.device)
@@ -457,7 +460,8 @@ class Optimizer:
             warnings.append("all observed values are equal; the model sees a flat objective")
             std = torch.ones((), dtype=y.dtype, device=y.device)
         Y = ((y - y.mean()) / std).unsqueeze(-1)
-        return X, Y, warnings
+        Y, lam = warp_standardized(Y)
+        return X, Y, lam, warnings
 
     def _fit(self, X: Tensor, Y: Tensor, info: RoundInfo) -> BoptGP | None:
         start = time.perf_counter()
@@ -492,7 +496,7 @@ class Optimizer:
         return model
 
     def _gp_proposal(self, tid: int, complete: list[Trial], info: RoundInfo) -> dict | None:
-        X, Y, warnings = self._training_data(complete)
+        X, Y, info.warp_lambda, warnings = self._training_data(complete)
         info.warnings += warnings
         model = self._fit(X, Y, info)
         if model is None:
