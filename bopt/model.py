@@ -29,6 +29,7 @@ from bopt.kernels import MixedHypers, make_mixed_kernel, mixed, mixed_cross, mix
 from bopt.layout import Layout
 
 NOISE_FLOOR = 1e-6
+_NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noise variance
 _SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
 _LARGE_N = 400  # above this, the line search tries one step length
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
@@ -81,12 +82,17 @@ class _Theta:
         return [True, True, True]
 
     def prior(self, dtype, device) -> tuple[Tensor, Tensor]:
-        """`p` LogNormal locations and scales (Hvarfner et al. 2024 for the lengthscales)."""
+        """`p` LogNormal locations and scales (Hvarfner et al. 2024 for the lengthscales).
+
+        The last entry (noise) is not used by `_log_prior`, which gives the noise a Gamma
+        prior; it only places the noise's starting value (`mode`).
+        """
         used = self._used_scales()
         scale_loc = math.log(1.0 / sum(used)) + 1.0  # mode exp(loc - 1) = 1 / num terms
+        noise_mode = math.log(_NOISE_SHAPE_MINUS_1 / _NOISE_RATE)  # the Gamma prior's mode
         loc = ([_SQRT2 + 0.5 * math.log(max(self.dc, 1))] * self.dc + [0.0] * self.dk
-               + [scale_loc] * 3 + [-4.0])
-        sd = [_SQRT3] * self.dc + [1.0] * self.dk + [1.0] * 3 + [1.0]
+               + [scale_loc] * 3 + [noise_mode])
+        sd = [_SQRT3] * self.dc + [1.0] * self.dk + [1.0] * 3 + [0.0]
         return (torch.tensor(loc, dtype=dtype, device=device),
                 torch.tensor(sd, dtype=dtype, device=device))
 
@@ -103,17 +109,25 @@ class _Theta:
                             device=device)
 
     def mode(self, dtype, device) -> Tensor:
-        """The prior mode, exp(loc - sd^2) per LogNormal, clipped to the bounds."""
+        """The prior mode, exp(loc - sd^2) per LogNormal (the noise's `loc` is its Gamma
+        mode, with sd 0), clipped to the bounds."""
         loc, sd = self.prior(dtype, device)
         lo, hi = self.bounds(dtype, device)
         return torch.minimum(torch.maximum(loc - sd**2, lo), hi)
 
 
 def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor) -> Tensor:
-    """`h x p` log-values -> `h` summed LogNormal log densities of the values (free ones)."""
-    z = (theta - loc) / sd
-    dens = -theta - 0.5 * z * z - torch.log(sd) - 0.5 * _LOG_2PI
-    return (dens * free).sum(-1)
+    """`h x p` log-values -> `h` summed log prior densities of the values (free ones).
+
+    Kernel hyperparameters: LogNormal(loc, sd). Noise variance (the last entry):
+    Gamma(1.1, 30), Optuna's choice, nearly flat towards zero, so a deterministic objective
+    can drive the noise to its floor (BoTorch's LogNormal(-4, 1) charges ~39 nats for that).
+    """
+    z = (theta[..., :-1] - loc[:-1]) / sd[:-1]
+    dens = -theta[..., :-1] - 0.5 * z * z - torch.log(sd[:-1]) - 0.5 * _LOG_2PI
+    log_noise = theta[..., -1]
+    noise_dens = _NOISE_SHAPE_MINUS_1 * log_noise - _NOISE_RATE * log_noise.exp()
+    return (dens * free[:-1]).sum(-1) + noise_dens
 
 
 def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
@@ -154,8 +168,8 @@ class _Objective:
         alpha = torch.cholesky_solve(Y.expand(theta.shape[0], n, 1), L)  # h x n x 1
         fit = 0.5 * (Y * alpha).sum((-2, -1))
         logdet = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-        value = (fit + logdet + 0.5 * n * _LOG_2PI
-                 - _log_prior(theta, self.loc, self.sd, self.free))
+        lp = _log_prior(theta, self.loc, self.sd, self.free)
+        value = (fit + logdet + 0.5 * n * _LOG_2PI - lp)
         value = torch.where(info == 0, value / n, torch.full_like(value, float("inf")))
         return value.reshape(batch_shape)
 

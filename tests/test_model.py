@@ -80,7 +80,8 @@ def test_warm_start_returns_the_same_optimum(problem):
 
 
 def test_neg_log_posterior_equals_dense_formula(problem):
-    """0.5 y^T K^-1 y + 0.5 log det K + n/2 log 2 pi - sum log LogNormal(value), all / n."""
+    """0.5 y^T K^-1 y + 0.5 log det K + n/2 log 2 pi - log prior (LogNormal kernel values,
+    Gamma noise), all / n."""
     X, Y, layout = problem.X, problem.Y, problem.layout
     spec = _spec(layout)
     lo, hi = spec.bounds(F64, "cpu")
@@ -94,17 +95,19 @@ def test_neg_log_posterior_equals_dense_formula(problem):
     y = Y.squeeze(-1)
     nll = 0.5 * y @ torch.linalg.solve(K, y) + 0.5 * torch.logdet(K) + 0.5 * n * math.log(
         2 * math.pi)
-    # LogNormal priors on the values; the Hvarfner et al. lengthscale prior for continuous
-    # columns, and only the scales of the kernel terms that exist.
+    # LogNormal priors on the kernel values; the Hvarfner et al. lengthscale prior for
+    # continuous columns, and only the scales of the kernel terms that exist. The noise
+    # variance has a Gamma(1.1, rate 30) prior, without its normalising constant.
     num_terms = 1 if (dc == 0 or dk == 0) else 3
     used_scales = ([True, True, True] if num_terms == 3 else
                    [dk == 0, dc == 0, False])
     locs = ([math.sqrt(2) + 0.5 * math.log(max(dc, 1))] * dc + [0.0] * dk
-            + [math.log(1 / num_terms) + 1.0] * 3 + [-4.0])
-    sds = [math.sqrt(3)] * dc + [1.0] * dk + [1.0] * 3 + [1.0]
-    used = torch.tensor([True] * (dc + dk) + used_scales + [True])
+            + [math.log(1 / num_terms) + 1.0] * 3)
+    sds = [math.sqrt(3)] * dc + [1.0] * dk + [1.0] * 3
+    used = torch.tensor([True] * (dc + dk) + used_scales)
     log_prior = LogNormal(torch.tensor(locs, dtype=F64), torch.tensor(sds, dtype=F64)).log_prob(
-        values)[used].sum()
+        values[:-1])[used].sum()
+    log_prior = log_prior + 0.1 * torch.log(values[-1]) - 30.0 * values[-1]
     expected = (nll - log_prior) / n
     ours = neg_log_posterior(theta, X, Y, layout)
     assert ours.shape == ()

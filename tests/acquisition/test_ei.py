@@ -38,7 +38,14 @@ def test_log_ei_equals_botorch_on_fitted_model(problem, point_sampler, offset):
     reference = LogExpectedImprovement(problem.model, best_f=best_f)(X)
     assert ours.shape == reference.shape == (64,)
     assert bool(torch.isfinite(ours).all())
-    torch.testing.assert_close(ours, reference, atol=BOTORCH_ATOL, rtol=0.0)
+    # The 1e-5 bar wherever EI is not astronomically small. Where the posterior std is
+    # tiny, log EI reaches ~ -4e5 (z ~ -900) and the variance k - v'v ~ 1e-10 carries
+    # cancellation error from either posterior path; there the values agree relatively.
+    meaningful = reference > -100.0
+    assert bool(meaningful.any())
+    torch.testing.assert_close(ours[meaningful], reference[meaningful], atol=BOTORCH_ATOL,
+                               rtol=0.0)
+    torch.testing.assert_close(ours[~meaningful], reference[~meaningful], atol=0.0, rtol=1e-6)
 
 
 def test_log_ei_on_a_plain_botorch_model_uses_its_posterior(mixed_problem, point_sampler):
