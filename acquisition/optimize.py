@@ -71,7 +71,7 @@ def _perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator
         X[:, col] = torch.where(flip, draw, X[:, col])
     # A changed parent may switch children on: give them random valid values.
     U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
-    return fill_activated(canonicalize(X, layout), layout, _unit_values(U, layout))
+    return fill_activated(X, layout, _unit_values(U, layout))
 
 
 def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tensor:
@@ -167,7 +167,7 @@ def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int
         parts.append(_integer_neighbours(x, layout))
     N = torch.cat(parts, dim=1)  # b x m x d
     # Children a move switches on take their first level (categoricals) or stay mid-range.
-    N = fill_activated(canonicalize(N, layout), layout, _first_levels(layout, N))
+    N = fill_activated(N, layout, _first_levels(layout, N))
     cand = torch.cat([x[:, None, :], N], dim=1)  # b x (m+1) x d, current point first
     values = score(cand.unsqueeze(-2))  # b x (m+1)
     values = torch.nan_to_num(values, nan=-float("inf"))

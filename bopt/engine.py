@@ -281,8 +281,7 @@ class Optimizer:
             if isinstance(trial, Mapping):
                 params = self.space.validate(trial)
                 value = _check_value(value, f"observe({params!r})")
-                done = Trial(len(self._trials) and max(self._trials) + 1, params, "complete",
-                             value, "external")
+                done = Trial(self._next_id(), params, "complete", value, "external")
                 self._store(done)
                 return self._public(done)
             pending = self._pending_trial(trial, "observe")
@@ -358,6 +357,9 @@ class Optimizer:
                              f"(value={known.value!r}); each trial is reported once.")
         return known
 
+    def _next_id(self) -> int:
+        return max(self._trials) + 1 if self._trials else 0
+
     def _threads_for_suggest(self) -> int | None:
         if self.device.type != "cpu" or self.num_threads is None:
             return None
@@ -397,7 +399,7 @@ class Optimizer:
 
     def _suggest_one(self) -> Trial:
         start = time.perf_counter()
-        tid = len(self._trials) and max(self._trials) + 1
+        tid = self._next_id()
         complete = [t for t in self._trials.values() if t.status == "complete"]
         info = RoundInfo(trial_id=tid, strategy=self.acquisition,
                          num_observations=len(complete), device=str(self.device))

@@ -70,10 +70,6 @@ class _Theta:
         dc, dk = self.dc, self.dk
         return MixedHypers(e[..., :dc], e[..., dc:dc + dk], e[..., dc + dk:dc + dk + 3]), e[..., -1]
 
-    def pack(self, hypers: MixedHypers, noise: Tensor) -> Tensor:
-        return torch.cat([hypers.lengthscale.log(), hypers.cat_lengthscale.log(),
-                          hypers.scales.log(), noise.log().reshape(1)])
-
     def _used_scales(self) -> list[bool]:
         if self.dk == 0:
             return [True, False, False]
