@@ -1,4 +1,5 @@
-"""The `bopt` command line: `bopt demo` minimises a test problem, `bopt bench` compares methods."""
+"""The `bopt` command line: `bopt demo` minimises a test problem, `bopt bench` compares
+methods, `bopt export` writes a stored study's trials as CSV or JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import statistics
 import sys
 import time
-
+from pathlib import Path
 
 from bopt.acquisition import ACQUISITIONS
+from bopt.errors import BoptError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -16,13 +18,16 @@ def _demo(args: argparse.Namespace) -> int:
     from bopt.engine import Optimizer
 
     problem = get_problem(args.problem)
+    study = f"demo-{problem.name}-{args.acquisition}-seed{args.seed}"
     opt = Optimizer(problem.space, args.acquisition, seed=args.seed, device=args.device,
-                    n_initial=args.n_initial)
+                    n_initial=args.n_initial, storage=args.storage, study=study)
+    done = sum(t.status != "pending" for t in opt.history)
     print(f"bopt demo: {problem.name} ({len(problem.space)} parameters), "
           f"acquisition={args.acquisition}, budget={args.budget}, seed={args.seed}, "
-          f"device={opt.device}")
+          f"device={opt.device}"
+          + (f", study {study!r} in {args.storage} ({done} trials done)" if args.storage else ""))
     start = time.perf_counter()
-    best = opt.minimize(problem, args.budget, progress=not args.quiet)
+    best = opt.minimize(problem, max(args.budget - done, 0), progress=not args.quiet)
     elapsed = time.perf_counter() - start
     if best is None:
         print("no trial completed; nothing to report.")
@@ -40,6 +45,32 @@ def _demo(args: argparse.Namespace) -> int:
           + (f", median {statistics.median(model_rounds):.3f} s per model-based suggestion"
              if model_rounds else "")
           + f"; total {elapsed:.2f} s")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from bopt.engine import Optimizer
+    from bopt.export import write_csv
+    from bopt.storage import SQLiteStorage
+
+    if not Path(args.db).is_file():
+        print(f"bopt: error: no such file: {args.db}", file=sys.stderr)
+        return 2
+    storage = SQLiteStorage(args.db)
+    study = args.study
+    if study is None:
+        names = storage.study_names()
+        if len(names) != 1:
+            print(f"bopt: error: {args.db} holds {len(names)} studies {names}; name one with "
+                  "--study.", file=sys.stderr)
+            return 2
+        study = names[0]
+    opt = Optimizer.load(storage, study, device="cpu")
+    out = args.out if args.out is not None else "/dev/stdout"
+    if args.format == "json":
+        opt.to_json(out)
+    else:
+        write_csv(opt.export(), out)
     return 0
 
 
@@ -64,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-initial", type=int, default=None,
                       help="Sobol points before the GP takes over")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--storage", default=None,
+                      help="SQLite file keeping the run; rerunning resumes it up to --budget")
     demo.set_defaults(run=_demo)
+    export = sub.add_parser("export", help="write a stored study's trials as CSV or JSON")
+    export.add_argument("db", help="the study database (SQLite file)")
+    export.add_argument("--study", default=None, help="study name (needed if the file has several)")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--out", default=None, help="output file (default: standard output)")
+    export.set_defaults(run=_export)
     bench = sub.add_parser("bench", help="benchmark methods on test problems, with plots and "
                                          "a markdown report")
     from bopt.benchmarks.runner import add_bench_arguments, run_bench_from_args
@@ -78,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, KeyError) as err:
+    except (BoptError, ValueError, KeyError) as err:
         print(f"bopt: error: {err}", file=sys.stderr)
         return 2
 

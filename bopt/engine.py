@@ -8,10 +8,13 @@ gracefully on numerical trouble and records what each round did.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import numbers
+import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -22,10 +25,12 @@ from torch import Tensor
 
 from bopt.acquisition import (draw_posterior_path, log_expected_improvement,
                               multistart_maximize, ucb_beta, upper_confidence_bound)
-from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, TrialError
+from bopt.errors import (ArgumentError, ObservationError, SpaceExhaustedError, StorageError,
+                         TrialError)
 from bopt.model import BoptGP, FitError, fit_gp
 from bopt.space import Space
-from bopt.warp import warp_standardized
+from bopt.storage import SQLiteStorage, StudyRecord, TrialRow
+from bopt.warp import OutputTransform, transform_outputs
 
 logger = logging.getLogger("bopt")
 
@@ -38,6 +43,15 @@ _SINGLE_THREAD_BELOW = 1000
 
 
 _THREADS_LOCK = threading.Lock()  # torch's thread count is process-wide
+# With storage, a suggestion computed while another process added trials is recomputed: the
+# first attempts insist on having seen every trial (so the believer saw all pending points),
+# later ones only on not clashing with a configuration stored meanwhile.
+_STRICT_COMMIT_ATTEMPTS = 3
+_MAX_COMMIT_ATTEMPTS = 20
+
+
+class _Retry(Exception):
+    """Another process stored trials first; undo the batch and compute it again."""
 
 
 @contextlib.contextmanager
@@ -64,12 +78,18 @@ class Trial:
     """One configuration to evaluate, and what became of it.
 
     Attributes:
-        id: unique within the optimizer, increasing in creation order.
+        id: unique within the study, increasing in creation order.
         params: the configuration (inactive conditional parameters omitted).
-        status: "pending", "complete" or "failed".
+        status: "pending", "complete", "failed" or "stale" (pending longer than the
+            optimizer's `pending_timeout`; a late `observe` still completes it).
         value: the observed objective value once complete.
         source: how it was proposed: "sobol", "random", "ei", "ucb", "ts", "external"
-            (observed without a suggestion) or "fallback-..." after numerical trouble.
+            (observed without a suggestion), "retry" (a stale trial's configuration again)
+            or "fallback-..." after numerical trouble.
+        note: why it failed, or what it retries, when there is something to say.
+        retry_of: the id of the stale trial this one retries.
+        created: when it was suggested (seconds since the epoch); not compared.
+        completed: when it was observed or failed; not compared.
     """
 
     id: int
@@ -77,6 +97,10 @@ class Trial:
     status: str = "pending"
     value: float | None = None
     source: str = "sobol"
+    note: str | None = None
+    retry_of: int | None = None
+    created: float | None = field(default=None, compare=False)
+    completed: float | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -97,8 +121,46 @@ class RoundInfo:
     warp_lambda: float | None = None
     best_acquisition: float | None = None
     num_starts: int = 0
+    num_outliers: int = 0
+    num_duplicates: int = 0
     fallback: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the form stored with each trial)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoundInfo:
+        """The inverse of `to_dict`; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        info = cls(**{k: v for k, v in data.items() if k in known})
+        info.outputscales = tuple(info.outputscales)
+        return info
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    """Give the caching allocator's free blocks back after an out-of-memory error."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _as_storage(storage: Any) -> SQLiteStorage:
+    return storage if isinstance(storage, SQLiteStorage) else SQLiteStorage(storage)
+
+
+def _space_difference(stored: Space, given: Space) -> str:
+    """A short account of how two spaces differ, for error messages."""
+    if stored.names != given.names:
+        return f"stored parameters {list(stored.names)}, given {list(given.names)}"
+    for name in stored.names:
+        a, b = stored[name], given[name]
+        if a != b:
+            return f"stored {a!r}, given {b!r}"
+    return "the spaces' settings differ"
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -158,13 +220,23 @@ class Optimizer:
             1000 observations (small tensors gain nothing from more, and lose much when the
             machine is busy) and leaves torch's setting alone above; None never changes it.
             The setting is process-wide and restored when `suggest` returns.
+        storage: a SQLite file (path or `bopt.storage.SQLiteStorage`) that keeps the study:
+            every suggest, observe and fail is committed before it returns, and several
+            processes may share the file. None keeps the study in memory.
+        study: the study's name within `storage`. An existing study is resumed; it must
+            have the same space and direction.
+        pending_timeout: seconds after which a pending trial counts as stale (its worker
+            presumably died): `suggest` then proposes its configuration once more, as a
+            "retry" trial. None never marks trials stale.
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,
                  seed: int = 0, device: str | torch.device = "auto",
                  direction: str = "minimize", num_restarts: int = 10,
                  num_raw_samples: int = 512, beta: float | None = None,
-                 num_threads: int | str | None = "auto"):
+                 num_threads: int | str | None = "auto",
+                 storage: str | os.PathLike | SQLiteStorage | None = None,
+                 study: str = "default", pending_timeout: float | None = None):
         if not isinstance(space, Space):
             raise ArgumentError(f"space must be a bopt.Space; got {type(space).__name__}.")
         if acquisition not in STRATEGIES:
@@ -184,6 +256,13 @@ class Optimizer:
                 isinstance(num_threads, int) and not isinstance(num_threads, bool)
                 and num_threads >= 1)):
             raise ArgumentError(f"num_threads must be 'auto', None or an int >= 1; got {num_threads!r}.")
+        if pending_timeout is not None and (
+                isinstance(pending_timeout, bool) or not isinstance(pending_timeout, numbers.Real)
+                or not 0 < pending_timeout < math.inf):
+            raise ArgumentError(f"pending_timeout must be a positive number of seconds or None; "
+                                f"got {pending_timeout!r}.")
+        if not isinstance(study, str) or not study:
+            raise ArgumentError(f"study must be a non-empty string; got {study!r}.")
         self.space = space
         self.acquisition = acquisition
         self.n_initial = n_initial
@@ -194,28 +273,95 @@ class Optimizer:
         self.num_raw_samples = num_raw_samples
         self.beta = beta
         self.num_threads = num_threads
+        self.pending_timeout = pending_timeout
+        self.study = study
         self._trials: dict[int, Trial] = {}
         self._encoded: dict[int, Tensor] = {}  # trial id -> `d` encoded row (CPU)
-        self._keys: set[tuple] = set()  # configurations suggested or observed
+        self._keys: collections.Counter[tuple] = collections.Counter()  # configs in any trial
+        self._retried: set[int] = set()  # stale trials that already have a retry
         self._sobol: list[dict] = []
         self._sobol_used = 0
         self._theta: Tensor | None = None  # last good log hyperparameters
         self._theta_n = -1  # observations they were fitted on
-        self._diagnostics: list[RoundInfo] = []
+        self._diagnostics: dict[int, RoundInfo] = {}  # trial id -> its round
         self._lock = threading.RLock()
+        self.storage: SQLiteStorage | None = None
+        self._study_id = -1
+        self._version = 0  # the study version this process has read up to
+        if storage is not None:
+            self._open_study(storage)
+
+    @classmethod
+    def load(cls, storage: str | os.PathLike | SQLiteStorage, study: str = "default",
+             **overrides: Any) -> Optimizer:
+        """Reopen a stored study with the space and settings it was created with.
+
+        Args:
+            storage: the SQLite file (or storage object) holding the study.
+            study: its name.
+            overrides: constructor arguments to change (e.g. `device="cuda"`,
+                `acquisition="ucb"`); `space` and `direction` cannot change.
+
+        Raises:
+            StorageError: no such study, or an override of space or direction.
+        """
+        store = _as_storage(storage)
+        record = store.load_study(study)
+        for fixed in ("space", "direction", "storage", "study"):
+            if fixed in overrides:
+                raise StorageError(f"Optimizer.load(): {fixed!r} is fixed by the stored study "
+                                   f"{study!r}; remove it from the arguments.")
+        settings = {**record.settings, **overrides}
+        return cls(Space.from_dict(record.space), storage=store, study=study, **settings)
+
+    def _settings(self) -> dict:
+        """What `load` needs besides the space: the constructor's portable arguments."""
+        return {"acquisition": self.acquisition, "n_initial": self.n_initial, "seed": self.seed,
+                "direction": self.direction, "num_restarts": self.num_restarts,
+                "num_raw_samples": self.num_raw_samples, "beta": self.beta,
+                "pending_timeout": self.pending_timeout}
+
+    def _open_study(self, storage: str | os.PathLike | SQLiteStorage) -> None:
+        store = _as_storage(storage)
+
+        def check(record: StudyRecord) -> None:
+            stored = Space.from_dict(record.space)
+            if stored != self.space:
+                raise StorageError(
+                    f"study {self.study!r} in {store.path} was created with a different space "
+                    f"({_space_difference(stored, self.space)}); open it with its own space "
+                    f"(Optimizer.load({str(store.path)!r}, {self.study!r})) or use a new study name.")
+            if record.settings["direction"] != self.direction:
+                raise StorageError(
+                    f"study {self.study!r} in {store.path} was created with "
+                    f"direction={record.settings['direction']!r}, not {self.direction!r}; its "
+                    "values would be read the wrong way round.")
+
+        record = store.open_study(self.study, self.space.to_dict(), self._settings(), check=check)
+        self.storage, self._study_id = store, record.id
+        if record.state and record.state.get("theta") is not None:
+            self._theta = torch.tensor(record.state["theta"], dtype=torch.float64,
+                                       device=self.device)
+            self._theta_n = int(record.state["theta_n"])
+        self._sync()
 
     # ----------------------------------------------------------------- public reading
     @property
     def history(self) -> list[Trial]:
-        """Every trial, in creation order (copies: editing them changes nothing here)."""
+        """Every trial, in id order (copies: editing them changes nothing here).
+
+        With storage, this includes what other processes wrote to the study.
+        """
         with self._lock:
-            return [self._public(t) for t in self._trials.values()]
+            self._sync()
+            return [self._public(self._trials[i]) for i in sorted(self._trials)]
 
     @property
     def diagnostics(self) -> list[RoundInfo]:
-        """What each suggestion round did, in order."""
+        """What each suggestion round did, in trial order (stored rounds included)."""
         with self._lock:
-            return list(self._diagnostics)
+            self._sync()
+            return [self._diagnostics[i] for i in sorted(self._diagnostics)]
 
     @property
     def best(self) -> Trial | None:
@@ -242,25 +388,76 @@ class Optimizer:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ArgumentError(f"suggest(n): n must be a positive int or None; got {n!r}.")
         with self._lock, _torch_threads(self._threads_for_suggest()):
-            saved = (self._sobol, self._sobol_used, self._theta, self._theta_n,
-                     len(self._diagnostics))
-            trials = []
-            try:
-                for _ in range(1 if n is None else n):
-                    trials.append(self._suggest_one())
-            except BaseException as err:  # all or nothing: undo the partial batch
-                for trial in trials:
-                    del self._trials[trial.id]
-                    self._keys.discard(self.space.key(trial.params))
-                (self._sobol, self._sobol_used, self._theta, self._theta_n, num_rounds) = saved
-                del self._diagnostics[num_rounds:]
-                if isinstance(err, SpaceExhaustedError) and trials:
-                    raise SpaceExhaustedError(
-                        f"suggest({n}): only {len(trials)} unseen configuration(s) remain; "
-                        f"ask for at most {len(trials)}.") from err
-                raise
+            for attempt in range(_MAX_COMMIT_ATTEMPTS):
+                self._sync()
+                self._expire_stale()
+                trials = self._suggest_batch(1 if n is None else n, attempt)
+                if trials is not None:
+                    break
+            else:
+                raise StorageError(
+                    f"suggest(): other processes kept adding trials to study {self.study!r}; "
+                    f"gave up after {_MAX_COMMIT_ATTEMPTS} attempts. Nothing was stored.")
         trials = [self._public(t) for t in trials]
         return trials[0] if n is None else trials
+
+    def _suggest_batch(self, count: int, attempt: int) -> list[Trial] | None:
+        """`count` new trials, stored; None when another process got in first (retry)."""
+        saved = (self._sobol, self._sobol_used, self._theta, self._theta_n, set(self._retried))
+        trials = []
+        try:
+            for _ in range(count):
+                trials.append(self._suggest_one())
+            if self.storage is not None:
+                committed = self._commit(trials, strict=attempt < _STRICT_COMMIT_ATTEMPTS)
+                if committed is None:
+                    raise _Retry
+                return committed
+            return trials
+        except BaseException as err:  # all or nothing: undo the partial batch
+            for trial in trials:
+                self._forget(trial.id)
+            (self._sobol, self._sobol_used, self._theta, self._theta_n, self._retried) = saved
+            if isinstance(err, _Retry):
+                return None
+            if isinstance(err, SpaceExhaustedError) and trials:
+                raise SpaceExhaustedError(
+                    f"suggest({count}): only {len(trials)} unseen configuration(s) remain; "
+                    f"ask for at most {len(trials)}.") from err
+            raise
+
+    def _commit(self, trials: list[Trial], *, strict: bool) -> list[Trial] | None:
+        """Store tentative trials; the stored ones (ids may change), or None to retry.
+
+        `strict` refuses if any other process added a trial since our last sync (our
+        believer did not see it); otherwise only a clash of configurations refuses.
+        """
+        keys = {self.space.key(t.params) for t in trials}
+        known = set(self._trials) - {t.id for t in trials}
+
+        def accept(newer: list[TrialRow]) -> bool:
+            added = [r for r in newer if r.trial_id not in known]
+            if strict:
+                return not added
+            return not any(self.space.key(r.params) in keys for r in added)
+
+        rows = [{"params": t.params, "source": t.source, "note": t.note, "retry_of": t.retry_of,
+                 "round": self._diagnostics[t.id].to_dict()} for t in trials]
+        state = {"theta": None if self._theta is None else self._theta.tolist(),
+                 "theta_n": self._theta_n}
+        done = self.storage.add_trials(self._study_id, rows, since=self._version, accept=accept,
+                                       state=state)
+        if done is None:
+            return None
+        _, ids = done
+        rounds = {new: self._diagnostics[t.id] for new, t in zip(ids, trials)}
+        for trial in trials:
+            self._forget(trial.id)
+        self._sync()
+        for new, info in rounds.items():
+            info.trial_id = new
+            self._diagnostics[new] = info
+        return [self._trials[i] for i in ids]
 
     def observe(self, trial: Trial | int | Mapping[str, Any], value: Any) -> Trial:
         """Record the objective value of a suggested trial, or of any configuration.
@@ -278,26 +475,78 @@ class Optimizer:
             ObservationError: a value that is not a finite real number.
         """
         with self._lock:
+            self._sync()
             if isinstance(trial, Mapping):
                 params = self.space.validate(trial)
                 value = _check_value(value, f"observe({params!r})")
-                done = Trial(self._next_id(), params, "complete", value, "external")
-                self._store(done)
-                return self._public(done)
+                return self._public(self._add_external(params, value))
             pending = self._pending_trial(trial, "observe")
             value = _check_value(value, f"observe(trial {pending.id})")
-            done = replace(pending, status="complete", value=value)
-            self._trials[done.id] = done
-            self._encoded[done.id] = self._encode(done.params)
-            return self._public(done)
+            return self._public(self._finish(pending, "complete", value, None, "observe"))
 
-    def fail(self, trial: Trial | int) -> Trial:
-        """Mark a pending trial as failed; its configuration is not proposed again."""
+    def fail(self, trial: Trial | int, reason: str | None = None) -> Trial:
+        """Mark a pending (or stale) trial as failed; its configuration is not proposed again.
+
+        Args:
+            trial: the trial or its id.
+            reason: a note kept with the trial (e.g. the exception the objective raised).
+        """
+        if reason is not None and not isinstance(reason, str):
+            raise ArgumentError(f"fail(): reason must be a string or None; got {reason!r}.")
         with self._lock:
+            self._sync()
             pending = self._pending_trial(trial, "fail")
-            failed = replace(pending, status="failed")
-            self._trials[failed.id] = failed
-            return self._public(failed)
+            return self._public(self._finish(pending, "failed", None, reason, "fail"))
+
+    def mark_stale(self, older_than: float) -> list[Trial]:
+        """Mark pending trials suggested more than `older_than` seconds ago as stale.
+
+        A stale trial leaves the set of pending points the model believes in; the next
+        `suggest` proposes its configuration once more (a "retry" trial); a late `observe`
+        of the stale trial itself is still accepted. With storage this covers every
+        process's trials, which is how a dead worker's trials come back.
+
+        Returns:
+            The trials marked stale by this call.
+        """
+        if isinstance(older_than, bool) or not isinstance(older_than, numbers.Real) or not (
+                0 <= older_than < math.inf):
+            raise ArgumentError(f"mark_stale(): older_than must be a non-negative number of "
+                                f"seconds; got {older_than!r}.")
+        with self._lock:
+            self._sync()
+            before = {i for i, t in self._trials.items() if t.status == "stale"}
+            cutoff = time.time() - older_than
+            if self.storage is not None:
+                self.storage.mark_stale(self._study_id, cutoff)
+                self._sync()
+            else:
+                for t in list(self._trials.values()):
+                    if t.status == "pending" and t.created < cutoff:
+                        self._trials[t.id] = replace(t, status="stale")
+            return [self._public(t) for i, t in sorted(self._trials.items())
+                    if t.status == "stale" and i not in before]
+
+    def export(self) -> list[dict]:
+        """The history as flat dicts: id, status, value, source, note, retry_of, created,
+        completed, then one key per parameter (None where inactive). See `bopt.export`."""
+        from bopt.export import trial_records
+        return trial_records(self.history, self.space.names)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write `export()` as CSV, one row per trial."""
+        from bopt.export import write_csv
+        write_csv(self.export(), path)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the history as JSON: the space, the direction and every trial."""
+        from bopt.export import write_json
+        write_json(self, path)
+
+    def to_dataframe(self):
+        """`export()` as a pandas DataFrame (needs pandas)."""
+        from bopt.export import to_dataframe
+        return to_dataframe(self.export())
 
     def minimize(self, func: Callable[[dict], float], n_trials: int, *,
                  progress: bool = True) -> Trial | None:
@@ -325,13 +574,13 @@ class Optimizer:
                 break
             try:
                 value = func(dict(trial.params))
-            except BaseException:
-                self.fail(trial)
+            except BaseException as err:
+                self.fail(trial, reason=f"the objective raised {type(err).__name__}: {err}")
                 raise
             try:
                 self.observe(trial, value)
             except ObservationError as err:
-                self.fail(trial)
+                self.fail(trial, reason=f"rejected: {err}")
                 logger.warning("trial %d failed: %s", trial.id, err)
             best = self.best
             if best is not None:
@@ -352,7 +601,7 @@ class Optimizer:
         if tid not in self._trials:
             raise TrialError(f"{verb}(): no trial with id {tid}; ids run 0..{len(self._trials) - 1}.")
         known = self._trials[tid]
-        if known.status != "pending":
+        if known.status not in ("pending", "stale"):
             raise TrialError(f"{verb}(): trial {tid} is already {known.status} "
                              f"(value={known.value!r}); each trial is reported once.")
         return known
@@ -371,14 +620,87 @@ class Optimizer:
         return self.space.encode([params])[0]
 
     def _store(self, trial: Trial) -> None:
+        """Add or update one trial in memory."""
+        old = self._trials.get(trial.id)
+        if old is None:
+            self._keys[self.space.key(trial.params)] += 1
         self._trials[trial.id] = trial
-        self._keys.add(self.space.key(trial.params))
-        if trial.status == "complete":
+        if trial.status == "complete" and trial.id not in self._encoded:
             self._encoded[trial.id] = self._encode(trial.params)
+        if trial.retry_of is not None:
+            self._retried.add(trial.retry_of)
 
-    def _generator(self, trial_id: int) -> torch.Generator:
+    def _forget(self, tid: int) -> None:
+        """Remove a tentative trial (and its round) from memory."""
+        trial = self._trials.pop(tid)
+        key = self.space.key(trial.params)
+        self._keys[key] -= 1
+        if self._keys[key] <= 0:
+            del self._keys[key]
+        self._encoded.pop(tid, None)
+        self._diagnostics.pop(tid, None)
+        if trial.retry_of is not None:
+            self._retried.discard(trial.retry_of)
+
+    def _sync(self) -> None:
+        """Catch up with the study's stored trials (no-op without storage)."""
+        if self.storage is None:
+            return
+        version, rows = self.storage.changes(self._study_id, self._version)
+        for row in rows:
+            self._apply_row(row)
+        self._version = version
+
+    def _apply_row(self, row: TrialRow) -> None:
+        try:
+            params = self.space.validate(row.params)
+        except Exception as err:
+            raise StorageError(f"study {self.study!r}: stored trial {row.trial_id} does not fit "
+                               f"the space ({err}); the file was edited or corrupted.") from err
+        self._store(Trial(row.trial_id, params, row.status, row.value, row.source, row.note,
+                          row.retry_of, row.created, row.completed))
+        if row.round is not None and row.trial_id not in self._diagnostics:
+            info = RoundInfo.from_dict(row.round)
+            info.trial_id = row.trial_id
+            self._diagnostics[row.trial_id] = info
+
+    def _add_external(self, params: dict, value: float) -> Trial:
+        """Record an observation of a configuration that was never suggested."""
+        if self.storage is None:
+            now = time.time()
+            trial = Trial(self._next_id(), params, "complete", value, "external",
+                          created=now, completed=now)
+            self._store(trial)
+            return trial
+        row = {"params": params, "source": "external", "status": "complete", "value": value}
+        _, ids = self.storage.add_trials(self._study_id, [row], since=self._version,
+                                         accept=lambda newer: True)
+        self._sync()
+        return self._trials[ids[0]]
+
+    def _finish(self, pending: Trial, status: str, value: float | None, note: str | None,
+                verb: str) -> Trial:
+        """Complete or fail a pending trial, in storage first when there is one."""
+        if self.storage is None:
+            done = replace(pending, status=status, value=value, completed=time.time(),
+                           note=note if note is not None else pending.note)
+            self._store(done)
+            return done
+        stored = self.storage.finish_trial(self._study_id, pending.id, status, value, note,
+                                           allowed=("pending", "stale"))
+        self._sync()
+        if stored is None:  # another process reported it since our last look
+            self._pending_trial(pending.id, verb)  # raises, saying what it became
+            raise StorageError(f"{verb}(): trial {pending.id} could not be updated.")
+        return self._trials[pending.id]
+
+    def _expire_stale(self) -> None:
+        if self.pending_timeout is not None:
+            self.mark_stale(self.pending_timeout)
+
+    def _generator(self, trial_id: int, device: torch.device) -> torch.Generator:
         """Randomness for one round, a function of (seed, trial id) alone."""
-        g = torch.Generator(device=self.device)
+        g = torch.Generator(device=device)
         g.manual_seed(self.seed * 1_000_003 + trial_id)
         return g
 
@@ -403,31 +725,71 @@ class Optimizer:
         complete = [t for t in self._trials.values() if t.status == "complete"]
         info = RoundInfo(trial_id=tid, strategy=self.acquisition,
                          num_observations=len(complete), device=str(self.device))
+        note = retry_of = None
+        stale = self._stale_to_retry()
+        if stale is not None:
+            params, source = stale.params, "retry"
+            note, retry_of = f"retry of stale trial {stale.id}", stale.id
+        else:
+            params, source = self._propose(tid, complete, info)
+        info.strategy = source
+        trial = Trial(tid, dict(params), "pending", None, source, note, retry_of,
+                      created=time.time())
+        self._store(trial)
+        info.suggest_seconds = time.perf_counter() - start
+        self._diagnostics[tid] = info
+        logger.debug("round %d: %s", tid, info)
+        return trial
+
+    def _stale_to_retry(self) -> Trial | None:
+        """The oldest stale trial without a retry yet (a retry itself is not retried)."""
+        for tid in sorted(self._trials):
+            t = self._trials[tid]
+            if t.status == "stale" and t.retry_of is None and tid not in self._retried:
+                return t
+        return None
+
+    def _propose(self, tid: int, complete: list[Trial], info: RoundInfo) -> tuple[dict, str]:
+        """A configuration and its source, by the acquisition or a fallback."""
         params, source = None, self.acquisition
         if self.acquisition == "sobol" or (
                 self.acquisition in _GP_STRATEGIES and len(complete) < max(self.n_initial, 2)):
             params, source = self._next_sobol(), "sobol"
         elif self.acquisition in _GP_STRATEGIES:
-            try:
-                params = self._gp_proposal(tid, complete, info)
-            except RuntimeError as err:  # linalg failures, out of memory: degrade, don't crash
-                logger.warning("trial %d: model round failed; proposing a random configuration",
-                               tid, exc_info=True)
-                info.warnings.append(f"model round failed: {type(err).__name__}: {err}")
-                info.fallback = "random"
-                params = None
+            params = self._model_round(tid, complete, info)
             if params is None:
                 source = f"fallback-{info.fallback or 'random'}"
         if params is None:
             params = self._random_unseen(tid)
             source = "random" if self.acquisition == "random" else source
-        info.strategy = source
-        trial = Trial(tid, dict(params), "pending", None, source)
-        self._store(trial)
-        info.suggest_seconds = time.perf_counter() - start
-        self._diagnostics.append(info)
-        logger.debug("round %d: %s", tid, info)
-        return trial
+        return params, source
+
+    def _model_round(self, tid: int, complete: list[Trial], info: RoundInfo) -> dict | None:
+        """The GP's proposal; on the CPU when the device runs out of memory; None on failure."""
+        try:
+            return self._gp_proposal(tid, complete, info, self.device)
+        except _OUT_OF_MEMORY as err:
+            if self.device.type == "cpu":
+                return self._round_failed(tid, info, err)
+            logger.warning("trial %d: out of memory on %s; running this round on the CPU",
+                           tid, self.device)
+            info.warnings.append(f"out of memory on {self.device} ({err}); this round ran on the CPU")
+            info.fallback = "cpu"
+            _release_cached_memory(self.device)
+            try:
+                return self._gp_proposal(tid, complete, info, torch.device("cpu"))
+            except RuntimeError as err2:
+                return self._round_failed(tid, info, err2)
+        except RuntimeError as err:  # linalg failures and the like: degrade, don't crash
+            return self._round_failed(tid, info, err)
+
+    @staticmethod
+    def _round_failed(tid: int, info: RoundInfo, err: BaseException) -> None:
+        logger.warning("trial %d: model round failed; proposing a random configuration",
+                       tid, exc_info=err)
+        info.warnings.append(f"model round failed: {type(err).__name__}: {err}")
+        info.fallback = "random"
+        return None
 
     def _random_unseen(self, tid: int) -> dict:
         """A random configuration not suggested or observed yet."""
@@ -446,24 +808,15 @@ class Optimizer:
             f"all {size} configurations of this space have been suggested or observed; "
             "there is nothing new to propose.")
 
-    def _training_data(self, complete: list[Trial]) -> tuple[Tensor, Tensor, float, list[str]]:
-        """Encoded inputs `n x d`, maximisation-signed targets `n x 1` (standardised, then
-        warped by `bopt.warp`), the warp's lambda, and warnings."""
-        warnings = []
-        X = torch.stack([self._encoded[t.id] for t in complete]).to(self.device)
-        y = torch.tensor([t.value for t in complete], dtype=torch.float64, device=self.device)
-        if self.direction == "minimize":
-            y = -y
-        # Scale by the largest magnitude first, so values near 1e300 or 1e-300 neither
-        # overflow nor underflow; "flat" is then a purely relative judgement.
-        y = y / y.abs().max().clamp_min(torch.finfo(y.dtype).tiny)
-        std = y.std() if y.numel() > 1 else torch.zeros((), dtype=y.dtype, device=y.device)
-        if not bool(std > 1e-12):
-            warnings.append("all observed values are equal; the model sees a flat objective")
-            std = torch.ones((), dtype=y.dtype, device=y.device)
-        Y = ((y - y.mean()) / std).unsqueeze(-1)
-        Y, lam = warp_standardized(Y)
-        return X, Y, lam, warnings
+    def _training_data(self, complete: list[Trial], device: torch.device
+                       ) -> tuple[Tensor, Tensor, OutputTransform, list[str], int]:
+        """Encoded inputs `n x d` and targets `n x 1` (see `bopt.warp.transform_outputs`),
+        the transform, its warnings and how many values it compressed as outliers."""
+        X = torch.stack([self._encoded[t.id] for t in complete]).to(device)
+        y = torch.tensor([t.value for t in complete], dtype=torch.float64, device=device)
+        Y, transform, warnings, num_outliers = transform_outputs(
+            y, maximize=self.direction == "maximize")
+        return X, Y, transform, warnings, num_outliers
 
     def _fit(self, X: Tensor, Y: Tensor, info: RoundInfo) -> BoptGP | None:
         start = time.perf_counter()
@@ -471,7 +824,8 @@ class Optimizer:
         # Nothing new since the last fit (e.g. the 2nd..nth point of suggest(n)): reuse it.
         same_data = self._theta is not None and self._theta_n == X.shape[0]
         try:
-            model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=self._theta,
+            warm = None if self._theta is None else self._theta.to(X.device)
+            model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=warm,
                                           max_iter=0 if same_data else None)
             self._theta, self._theta_n = theta, X.shape[0]
             info.warnings += report.warnings
@@ -480,8 +834,8 @@ class Optimizer:
             info.warnings.append(f"GP fit failed ({err})")
             if self._theta is not None and not same_data:  # same data: it would fail again
                 try:
-                    model, _, _ = fit_gp(X, Y, self.space.layout, warm_start=self._theta,
-                                         max_iter=0)
+                    model, _, _ = fit_gp(X, Y, self.space.layout,
+                                         warm_start=self._theta.to(X.device), max_iter=0)
                     info.fallback = "last-good-hyperparameters"
                 except FitError as err2:
                     info.warnings.append(f"last good hyperparameters failed too ({err2})")
@@ -497,9 +851,16 @@ class Optimizer:
             info.noise = float(model.noise)
         return model
 
-    def _gp_proposal(self, tid: int, complete: list[Trial], info: RoundInfo) -> dict | None:
-        X, Y, info.warp_lambda, warnings = self._training_data(complete)
+    def _gp_proposal(self, tid: int, complete: list[Trial], info: RoundInfo,
+                     device: torch.device) -> dict | None:
+        info.device = str(device)
+        X, Y, transform, warnings, info.num_outliers = self._training_data(complete, device)
+        info.warp_lambda = transform.lam
         info.warnings += warnings
+        info.num_duplicates = len(complete) - len({self.space.key(t.params) for t in complete})
+        if info.num_duplicates:
+            info.warnings.append(f"{info.num_duplicates} observation(s) repeat an observed "
+                                 "configuration; the model treats them as noisy replicates")
         model = self._fit(X, Y, info)
         if model is None:
             info.fallback = "random"
@@ -509,26 +870,33 @@ class Optimizer:
         start = time.perf_counter()
         pending = [t for t in self._trials.values() if t.status == "pending"]
         if pending:  # Kriging believer: pending points take their posterior mean.
-            Xp = torch.stack([self._encode(t.params) for t in pending]).to(self.device)
+            Xp = torch.stack([self._encode(t.params) for t in pending]).to(device)
             with torch.no_grad():
                 mean, _ = model.mean_std(Xp.unsqueeze(-2))
             try:
                 model = model.condition_on(Xp, mean)
             except FitError as err:
                 info.warnings.append(f"pending points ignored ({err})")
-        generator = self._generator(tid)
+        generator = self._generator(tid, device)
         score = self._score(model, Y, generator)
         seeds = X[Y.squeeze(-1).argsort(descending=True)[:5]]
         cands, values = multistart_maximize(
             score, self.space.layout, generator=generator, num_restarts=self.num_restarts,
-            num_raw_samples=self.num_raw_samples, seeds=seeds, device=self.device)
+            num_raw_samples=self.num_raw_samples, seeds=seeds, device=device)
         info.acquisition_seconds = time.perf_counter() - start
         info.num_starts = cands.shape[0]
+        finite = torch.isfinite(cands).all(-1).all(-1) & torch.isfinite(values)  # b
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            info.warnings.append(f"the acquisition optimizer returned {bad} of {finite.numel()} "
+                                 "candidates with non-finite entries or scores; they were dropped")
+            cands, values = cands[finite], values[finite]
         for config, value in zip(self.space.decode(cands[:, 0, :].cpu()), values.tolist()):
             if self.space.key(config) not in self._keys:
                 info.best_acquisition = value
                 return config
-        info.warnings.append("every optimized candidate was already seen")
+        if cands.shape[0]:
+            info.warnings.append("every optimized candidate was already seen")
         info.fallback = "random"
         return None
 

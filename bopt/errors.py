@@ -34,3 +34,7 @@ class TrialError(BoptError, KeyError):
 
 class SpaceExhaustedError(BoptError, RuntimeError):
     """Every configuration of a finite space has been observed or is pending."""
+
+
+class StorageError(BoptError, RuntimeError):
+    """A study database cannot be opened, or does not match what the caller declared."""

@@ -29,6 +29,7 @@ from bopt.engine import _GP_STRATEGIES, Optimizer, RoundInfo, Trial, _torch_thre
 from bopt.errors import ArgumentError
 from bopt.model import BoptGP, fit_gp
 from bopt.space import Categorical, Float, Param, Space
+from bopt.warp import OutputTransform
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -356,15 +357,19 @@ def plot_slice(opt: Optimizer, params: Sequence[str] | str, *,
     """The GP posterior along one or two parameters, the others held fixed.
 
     The GP is fitted as the engine fits it (same targets, warm started from the last round,
-    pending trials ignored); the optimizer is not changed. Values are on the GP's scale
-    (standardised and warped, signed so that the direction reads as in the objective), so
-    compare shapes and ranks, not absolute numbers. Observations are drawn at their own
-    values of the sliced parameters: a projection, since their other parameters differ.
+    pending trials ignored); the optimizer is not changed. The GP models transformed values
+    (standardised, far-out poor values compressed, warped: `bopt.warp.OutputTransform`);
+    the plot maps its posterior back to the objective's units through the inverse of that
+    monotone transform, so the curve is the posterior median and the band its central 95%
+    (asymmetric where the warp bends). Observations are drawn at their own values of the
+    sliced parameters: a projection, since their other parameters differ.
 
-    One parameter: the posterior mean +- 2 standard deviations with the observations, and
-    below it expected improvement, UCB and one Thompson sample, each scaled to [0, 1] with
-    its maximum marked. Two (numeric) parameters: contour maps of the mean and the standard
-    deviation with the observations.
+    One parameter: the posterior median and 95% band with the observations, and below it
+    expected improvement, UCB and one Thompson sample, each scaled to [0, 1] with its
+    maximum marked. Two (numeric) parameters: contour maps of the posterior median and of
+    the band's width divided by 4 (the standard deviation, for a normal), and below them
+    maps of the three acquisitions with each one's maximum on the slice marked; the
+    observations on every map.
 
     Args:
         opt: the optimizer, with at least 2 completed trials.
@@ -385,13 +390,12 @@ def plot_slice(opt: Optimizer, params: Sequence[str] | str, *,
     done = _completed(opt.history, "plot_slice", at_least=2)
     values = _reference_values(opt, done, dict(fixed or {}))
     _check_active(opt.space, names, values)
-    model, Y = _slice_model(opt, done)
-    sign = -1.0 if opt.direction == "minimize" else 1.0  # the model maximises
+    model, Y, transform = _slice_model(opt, done)
     others = ", ".join(f"{n}={_format_value(values[n])}" for n in _held(opt.space, names, values))
     if len(names) == 1:
-        fig = _slice_1d(opt, model, Y, done, names[0], values, num_points or 200, sign)
+        fig = _slice_1d(opt, model, Y, transform, done, names[0], values, num_points or 200)
     else:
-        fig = _slice_2d(opt, model, Y, done, names, values, num_points or 40, sign)
+        fig = _slice_2d(opt, model, Y, transform, done, names, values, num_points or 40)
     fig.suptitle(textwrap.fill(f"others fixed at: {others or '(none)'}", 110),
                  fontsize="small")
     return fig
@@ -477,19 +481,28 @@ def _check_active(space: Space, names: list[str], values: Mapping[str, Any]) -> 
                 f"{p.allowed[0]!r}}}.")
 
 
-def _slice_model(opt: Optimizer, done: list[Trial]) -> tuple[BoptGP, Tensor]:
-    """The GP the engine would fit on `done`, and its `n x 1` targets.
+def _slice_model(opt: Optimizer, done: list[Trial]) -> tuple[BoptGP, Tensor, OutputTransform]:
+    """The GP the engine would fit on `done`, its `n x 1` targets and their transform.
 
     This reads the optimizer's private `_training_data`, `_theta` and `_theta_n` (and runs
     under the engine's thread setting) so the plot shows the engine's model; it calls
     `fit_gp` itself instead of `_fit`, which would overwrite the engine's warm start.
     """
     with opt._lock, _torch_threads(opt._threads_for_suggest()):
-        X, Y, _, _ = opt._training_data(done)
+        X, Y, transform, _, _ = opt._training_data(done, opt.device)
         same_data = opt._theta is not None and opt._theta_n == X.shape[0]
-        model, _, _ = fit_gp(X, Y, opt.space.layout, warm_start=opt._theta,
+        warm = None if opt._theta is None else opt._theta.to(X.device)
+        model, _, _ = fit_gp(X, Y, opt.space.layout, warm_start=warm,
                              max_iter=0 if same_data else None)
-    return model, Y
+    return model, Y, transform
+
+
+def _objective_band(transform: OutputTransform, mean: Tensor, std: Tensor
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior median, 2.3rd and 97.7th percentiles in objective units, each `b`."""
+    quantiles = torch.stack([mean, mean - 2 * std, mean + 2 * std])  # 3 x b
+    median, a, b = transform.inverse(quantiles).cpu().numpy()
+    return median, np.minimum(a, b), np.maximum(a, b)  # minimising flips the ends
 
 
 def _grid_values(p: Param, num: int) -> list:
@@ -529,10 +542,10 @@ def _acquisitions(opt: Optimizer, model: BoptGP, Y: Tensor, grid: Tensor, mean: 
     return scaled
 
 
-def _observations(space: Space, done: list[Trial], names: list[str], Y: Tensor,
-                  sign: float) -> tuple[list[np.ndarray], np.ndarray, int | None]:
+def _observations(space: Space, done: list[Trial], names: list[str], maximize: bool
+                  ) -> tuple[list[np.ndarray], np.ndarray, int | None]:
     """Coordinates along `names` (categorical: index) of the trials where all are active,
-    their GP-scale values, and the position of the best of them (None if absent)."""
+    their values, and the position of the best trial among them (None if absent)."""
     keep = [i for i, t in enumerate(done) if all(n in t.params for n in names)]
     coords = []
     for n in names:
@@ -540,38 +553,38 @@ def _observations(space: Space, done: list[Trial], names: list[str], Y: Tensor,
         raw = [done[i].params[n] for i in keep]
         coords.append(np.array([p.index(v) for v in raw] if isinstance(p, Categorical) else raw,
                                dtype=float))
-    y = Y.squeeze(-1).cpu().numpy()
-    best = int(np.argmax(y))  # the model maximises
-    return coords, sign * y[keep], keep.index(best) if best in keep else None
+    y = np.array([t.value for t in done], dtype=float)
+    best = int(np.argmax(y) if maximize else np.argmin(y))
+    return coords, y[keep], keep.index(best) if best in keep else None
 
 
-def _slice_1d(opt: Optimizer, model: BoptGP, Y: Tensor, done: list[Trial], name: str,
-              values: dict, num: int, sign: float) -> Figure:
+def _slice_1d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransform,
+              done: list[Trial], name: str, values: dict, num: int) -> Figure:
     p = opt.space[name]
     levels = _grid_values(p, num)
     configs = [_active_config(opt.space, {**values, name: v}) for v in levels]
     grid, mean, std = _posterior(opt, model, configs)
     acq = _acquisitions(opt, model, Y, grid, mean, std)
-    mean_np, std_np = sign * mean.cpu().numpy(), std.cpu().numpy()
+    median, low, high = _objective_band(transform, mean, std)
     categorical = isinstance(p, Categorical)
     x = np.arange(len(levels), dtype=float) if categorical else np.array(levels, dtype=float)
     fig, (top, bottom) = _pyplot().subplots(2, 1, sharex=True, figsize=(7.0, 6.0),
                                             height_ratios=[2, 1], layout="constrained")
     if categorical:
-        top.errorbar(x, mean_np, yerr=2 * std_np, fmt="o", capsize=4, color=_MODEL_COLOR,
-                     label="posterior mean +- 2 std")
+        top.errorbar(x, median, yerr=np.stack([median - low, high - median]), fmt="o",
+                     capsize=4, color=_MODEL_COLOR, label="posterior median, 95% band")
     else:
-        top.fill_between(x, mean_np - 2 * std_np, mean_np + 2 * std_np, color=_MODEL_COLOR,
-                         alpha=0.2, lw=0, label="+- 2 std")
-        top.plot(x, mean_np, color=_MODEL_COLOR, label="posterior mean")
-    (obs_x,), obs_y, best = _observations(opt.space, done, [name], Y, sign)
+        top.fill_between(x, low, high, color=_MODEL_COLOR, alpha=0.2, lw=0, label="95% band")
+        top.plot(x, median, color=_MODEL_COLOR, label="posterior median")
+    maximize = opt.direction == "maximize"
+    (obs_x,), obs_y, best = _observations(opt.space, done, [name], maximize)
     if categorical:
         obs_x = obs_x + np.random.default_rng(0).uniform(-0.15, 0.15, obs_x.size)  # seeded jitter
     top.scatter(obs_x, obs_y, s=18, color="k", zorder=3, label="observations (projected)")
     if best is not None:
         top.scatter(obs_x[best], obs_y[best], marker="*", s=160, color=_BEST_COLOR,
                     edgecolor="k", lw=0.5, zorder=4, label="best trial")
-    top.set_ylabel(f"objective, GP scale\n({'lower' if sign < 0 else 'higher'} is better)")
+    top.set_ylabel(f"objective\n({'higher' if maximize else 'lower'} is better)")
     top.set_title(f"Posterior along {name!r}")
     top.legend(fontsize="small")
     _plot_acquisitions(bottom, x, acq, categorical)
@@ -598,32 +611,47 @@ def _plot_acquisitions(ax: Axes, x: np.ndarray, acq: dict[str, np.ndarray],
     ax.legend(fontsize="x-small", ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
 
 
-def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, done: list[Trial], names: list[str],
-              values: dict, num: int, sign: float) -> Figure:
+def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransform,
+              done: list[Trial], names: list[str], values: dict, num: int) -> Figure:
     p, r = opt.space[names[0]], opt.space[names[1]]
     xs, ys = _grid_values(p, num), _grid_values(r, num)
     configs = [_active_config(opt.space, {**values, names[0]: a, names[1]: b})
                for b in ys for a in xs]  # rows follow the second parameter
-    _, mean, std = _posterior(opt, model, configs)
+    grid, mean, std = _posterior(opt, model, configs)
     shape = (len(ys), len(xs))
-    fields = {"posterior mean (GP scale, "
-              f"{'lower' if sign < 0 else 'higher'} is better)": sign * mean.cpu().numpy(),
-              "posterior std (GP scale)": std.cpu().numpy()}
-    (obs_x, obs_y), _, best = _observations(opt.space, done, names, Y, sign)
-    fig, axes = _pyplot().subplots(1, 2, figsize=(11.0, 4.6), sharey=True, layout="constrained")
-    for ax, (title, field), cmap in zip(axes, fields.items(), ("viridis", "magma")):
+    median, low, high = _objective_band(transform, mean, std)
+    maximize = opt.direction == "maximize"
+    fields = {f"posterior median ({'higher' if maximize else 'lower'} is better)": median,
+              "posterior spread (95% band width / 4)": (high - low) / 4}
+    acq = _acquisitions(opt, model, Y, grid, mean, std)
+    (obs_x, obs_y), _, best = _observations(opt.space, done, names, maximize)
+    fig = _pyplot().figure(figsize=(12.0, 8.4), layout="constrained")
+    cells = fig.add_gridspec(2, 6)
+    model_axes = [fig.add_subplot(cells[0, :3]), fig.add_subplot(cells[0, 3:])]
+    acq_axes = [fig.add_subplot(cells[1, 2 * k:2 * k + 2]) for k in range(3)]
+    panels = [(ax, title, field, cmap, True) for ax, (title, field), cmap
+              in zip(model_axes, fields.items(), ("viridis", "magma"))]
+    panels += [(ax, f"{label} (scaled to [0, 1])", curve, "cividis", False)
+               for ax, (label, curve) in zip(acq_axes, acq.items())]
+    for ax, title, field, cmap, colorbar in panels:
         filled = ax.contourf(xs, ys, field.reshape(shape), levels=20, cmap=cmap)
-        fig.colorbar(filled, ax=ax)
+        if colorbar:
+            fig.colorbar(filled, ax=ax)
         ax.scatter(obs_x, obs_y, s=18, color="w", edgecolor="k", lw=0.6, label="observations")
         if best is not None:
             ax.scatter(obs_x[best], obs_y[best], marker="*", s=180, color=_BEST_COLOR,
                        edgecolor="k", lw=0.5, label="best trial")
+        if not colorbar:  # an acquisition: where it would propose on this slice
+            top = int(np.argmax(field))
+            ax.scatter(xs[top % len(xs)], ys[top // len(xs)], marker="X", s=140, color="r",
+                       edgecolor="w", lw=0.8, label="maximum on this slice")
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
         if p.log:
             ax.set_xscale("log")
         if r.log:
             ax.set_yscale("log")
-    axes[0].set_ylabel(names[1])
-    axes[0].legend(fontsize="small")
+    model_axes[0].legend(fontsize="small")
+    acq_axes[0].legend(fontsize="x-small")
     return fig

@@ -28,3 +28,42 @@ def test_demo_reports_bad_device_and_problem_without_a_traceback(capsys):
     assert "device must be 'auto', 'cpu', 'cuda'" in capsys.readouterr().err
     assert main(["demo", "--problem", "nope", "--quiet"]) == 2
     assert "unknown problem 'nope'" in capsys.readouterr().err
+
+
+def test_demo_with_storage_resumes_up_to_the_budget(tmp_path, capsys):
+    db = str(tmp_path / "demo.db")
+    argv = ["demo", "--problem", "branin", "--acquisition", "random", "--quiet", "--storage", db]
+    assert main(argv + ["--budget", "3"]) == 0
+    assert main(argv + ["--budget", "5"]) == 0
+    assert "study 'demo-branin-random-seed0' in" in capsys.readouterr().out
+    from bopt import Optimizer
+    assert len(Optimizer.load(db, "demo-branin-random-seed0").history) == 5
+
+
+def test_export_writes_csv_and_json(tmp_path, capsys):
+    import csv
+    import json
+
+    db = str(tmp_path / "demo.db")
+    main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet", "--budget", "4",
+          "--storage", db])
+    assert main(["export", db, "--out", str(tmp_path / "h.csv")]) == 0
+    with open(tmp_path / "h.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ["0", "1", "2", "3"] and "x0" in rows[0]
+    assert main(["export", db, "--format", "json", "--out", str(tmp_path / "h.json")]) == 0
+    assert len(json.loads((tmp_path / "h.json").read_text())["trials"]) == 4
+
+
+def test_export_errors(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.db")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    db = str(tmp_path / "two.db")
+    for seed in ("0", "1"):
+        main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet",
+              "--budget", "2", "--seed", seed, "--storage", db])
+    capsys.readouterr()
+    assert main(["export", db]) == 2
+    assert "holds 2 studies" in capsys.readouterr().err
+    assert main(["export", db, "--study", "nope"]) == 2
+    assert "has no study 'nope'" in capsys.readouterr().err

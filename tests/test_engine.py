@@ -812,3 +812,185 @@ def test_suggest_restores_the_callers_torch_thread_count():
 def test_bad_device_string_is_a_clear_error():
     with pytest.raises(ArgumentError, match=r"device must be 'auto', 'cpu', 'cuda' or a torch.device; got 'gpu'"):
         Optimizer(Space([Float("x", 0.0, 1.0)]), device="gpu")
+
+
+# --------------------------------------------------------------------------- injected faults
+
+
+def test_acquisition_optimizer_failure_falls_back_to_random(monkeypatch):
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 3)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected optimizer failure")
+
+    monkeypatch.setattr(bopt.engine, "multistart_maximize", broken)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert trial.source == "fallback-random" and info.fallback == "random"
+    assert any("injected optimizer failure" in w for w in info.warnings)
+    assert_valid(space, trial.params)
+
+
+def test_non_finite_candidates_are_dropped_not_decoded(monkeypatch):
+    space = mixed_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 3)
+    real = bopt.engine.multistart_maximize
+
+    def half_nan(*args, **kwargs):
+        cands, values = real(*args, **kwargs)
+        cands, values = cands.clone(), values.clone()
+        cands[0, 0, 0] = math.nan  # the best start broke
+        values[1] = math.nan
+        return cands, values
+
+    monkeypatch.setattr(bopt.engine, "multistart_maximize", half_nan)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert trial.source == "ei" and info.fallback is None
+    assert any("returned 2 of 4 candidates with non-finite" in w for w in info.warnings)
+    assert_valid(space, trial.params)
+
+
+def test_nan_gradients_in_the_fit_degrade_gracefully(monkeypatch):
+    """The marginal likelihood turns NaN (value and gradient) for every start: the round still
+    returns a valid, unseen configuration and says what happened."""
+    import bopt.model
+
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 3)
+    real_call = bopt.model._Objective.__call__
+    monkeypatch.setattr(bopt.model._Objective, "__call__",
+                        lambda self, theta: real_call(self, theta) * math.nan)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert_valid(space, trial.params)
+    assert key(space, trial.params) not in {key(space, t.params) for t in opt.history[:-1]}
+    assert info.warnings, "a NaN likelihood must leave a trace in the diagnostics"
+
+
+def test_out_of_memory_on_the_device_reruns_the_round_on_the_cpu(monkeypatch):
+    """The dispatch: an out-of-memory error on a non-CPU device reruns the round on the CPU.
+    (No GPU here: the optimizer is told it has one and the device round is made to fail.)"""
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 3)
+    opt.device = torch.device("cuda")
+    real, devices = Optimizer._gp_proposal, []
+
+    def oom_on_cuda(self, tid, complete, info, device):
+        devices.append(device.type)
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(self, tid, complete, info, device)
+
+    monkeypatch.setattr(Optimizer, "_gp_proposal", oom_on_cuda)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # no empty_cache here
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert devices == ["cuda", "cpu"]
+    assert trial.source == "ei" and info.fallback == "cpu" and info.device == "cpu"
+    assert any("out of memory on cuda" in w for w in info.warnings)
+
+
+def test_out_of_memory_on_the_cpu_falls_back_to_random(monkeypatch):
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 3)
+
+    def oom(self, *args):
+        raise torch.cuda.OutOfMemoryError("out of memory (injected)")
+
+    monkeypatch.setattr(Optimizer, "_gp_proposal", oom)
+    assert opt.suggest().source == "fallback-random"
+    assert opt.diagnostics[-1].fallback == "random"
+
+
+# --------------------------------------------------------------------------- objective trouble
+
+
+def test_a_single_observation_then_model_rounds():
+    space = continuous_space()
+    opt = Optimizer(space, n_initial=1, num_restarts=4, num_raw_samples=64, device="cpu")
+    run_loop(opt, 1)
+    trials = run_loop(opt, 2)  # n_initial is raised to 2 internally, then the GP takes over
+    assert [t.source for t in trials] == ["sobol", "ei"]
+
+
+def test_value_jumping_by_1e6_is_compressed_and_recorded():
+    """A diverged run reporting 1e6 beside values of order 1: the model's view of the
+    others keeps its resolution, and the diagnostics say one value was compressed."""
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    values = iter([0.5, 0.2, 0.9, 1e6, 0.4, 0.3])
+    for _ in range(6):
+        trial = opt.suggest()
+        opt.observe(trial, next(values))
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert info.num_outliers == 1 and trial.source == "ei" and info.warnings == []
+    assert key(space, trial.params) not in {key(space, t.params) for t in opt.history[:-1]}
+    # Without compression the five ordinary values would span ~1e-6 of the target range.
+    X, Y, transform, _, _ = opt._training_data(
+        [t for t in opt.history if t.status == "complete"], torch.device("cpu"))
+    ordinary = torch.cat([Y[:3], Y[4:]])
+    assert float(ordinary.max() - ordinary.min()) > 0.3
+    values = torch.tensor([t.value for t in opt.history if t.status == "complete"],
+                          dtype=torch.float64)
+    torch.testing.assert_close(transform.inverse(Y.squeeze(-1)), values, rtol=1e-9, atol=0)
+
+
+def test_duplicate_configurations_with_different_values():
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 3)
+    same = {"x": 0.25, "y": 1.0}
+    for value in (1.0, 3.0, -2.0):
+        opt.observe(same, value)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert info.num_duplicates == 2 and trial.source == "ei"
+    assert any("repeat an observed configuration" in w for w in info.warnings)
+    assert key(space, trial.params) != key(space, same)
+
+
+def test_heavy_noise_still_gives_valid_distinct_suggestions():
+    space = mixed_space()
+    opt = Optimizer(space, **FAST)
+    rng = np.random.default_rng(0)
+    trials = run_loop(opt, 10, func=lambda p: objective(p) + 50.0 * rng.standard_normal())
+    assert len({key(space, t.params) for t in trials}) == 10
+    for t in trials:
+        assert_valid(space, t.params)
+    assert opt.diagnostics[-1].noise > 1e-3  # the model noticed the noise
+
+
+def test_threads_interleaving_suggest_and_observe():
+    """Four threads share one optimizer: every trial is reported once, ids are unique, and no
+    configuration is proposed twice."""
+    import threading
+
+    space = mixed_space()
+    opt = Optimizer(space, acquisition="random", seed=3, device="cpu")
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(25):
+                trial = opt.suggest()
+                opt.observe(trial, objective(trial.params))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    history = opt.history
+    assert [t.id for t in history] == list(range(100))
+    assert all(t.status == "complete" for t in history)
+    assert len({key(space, t.params) for t in history}) == 100

@@ -1,4 +1,5 @@
-"""Every notebook in notebooks/ runs top to bottom in a fresh kernel without an error.
+"""Every notebook in notebooks/ runs top to bottom in a fresh kernel without an error, is
+committed without outputs, and is listed in the README.
 
 Needs nbclient and ipykernel (the `test` extra); skipped without them. The kernel runs the
 interpreter running pytest (this virtual environment), whatever kernelspecs are installed.
@@ -22,7 +23,8 @@ ipykernel_spec = pytest.importorskip("ipykernel.kernelspec", reason="running not
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
 
 
@@ -61,3 +63,11 @@ def test_notebook_is_committed_without_outputs(path: Path):
             assert not cell.outputs and cell.execution_count is None, (
                 f"{path.name}: cell {i} has outputs; clear them before committing "
                 "(jupyter nbconvert --clear-output --inplace)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_listed_in_the_readme(path: Path):
+    readme = (ROOT / "README.md").read_text()
+    assert f"`notebooks/{path.name}`" in readme, (
+        f"README.md does not mention `notebooks/{path.name}`; add a line saying what it shows "
+        "to the list under 'Plots and notebooks'.")

@@ -171,7 +171,7 @@ def test_slice_1d_in_user_units_leaves_the_optimizer_unchanged(opt):
     fig = plot_slice(opt, ["rate"])
     _check_figure(fig, 2)  # the 2-D test saves a PNG
     posterior, acquisition = fig.axes
-    mean = [ln for ln in posterior.lines if ln.get_label() == "posterior mean"][0]
+    mean = [ln for ln in posterior.lines if ln.get_label() == "posterior median"][0]
     assert min(mean.get_xdata()) == pytest.approx(1e-3) and max(mean.get_xdata()) == 1.0
     assert np.isfinite(mean.get_ydata()).all()
     assert acquisition.get_xscale() == "log"
@@ -194,12 +194,34 @@ def test_slice_1d_categorical_shows_each_choice(opt):
 
 def test_slice_2d_draws_mean_and_std_maps(opt, tmp_path):
     fig = plot_slice(opt, ["x", "rate"], num_points=12)
-    _check_figure(fig, 2 + 2, tmp_path)  # two maps and their colour bars
+    _check_figure(fig, 2 + 2 + 3, tmp_path)  # two maps, their colour bars, three acquisitions
     mean_ax, std_ax = fig.axes[:2]
     assert mean_ax.get_xlabel() == "x" and mean_ax.get_ylabel() == "rate"
     assert mean_ax.get_yscale() == "log"
     assert mean_ax.get_ylim() == pytest.approx((1e-3, 1.0))
-    assert "std" in std_ax.get_title()
+    assert "spread" in std_ax.get_title()
+    titles = [ax.get_title() for ax in fig.axes[2:5]]
+    assert [t.split(" (")[0] for t in titles] == ["expected improvement", "UCB", "Thompson sample"]
+    for ax in fig.axes[2:5]:  # each acquisition map marks its maximum
+        assert any(c.get_label() == "maximum on this slice" for c in ax.collections)
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_slice_is_in_the_objectives_units(direction):
+    """Far from the GP's standardised scale (values near 1000), the median curve passes
+    near the observations and the band contains them: the inverse transform is applied."""
+    space = Space([Float("x", 0.0, 1.0)])
+    opt = Optimizer(space, acquisition="sobol", seed=1, device="cpu", direction=direction)
+    f = lambda p: 1000.0 + 50.0 * math.sin(6.0 * p["x"])  # noqa: E731
+    opt.minimize(f, 10, progress=False)
+    fig = plot_slice(opt, "x", num_points=400)
+    posterior = fig.axes[0]
+    median = [ln for ln in posterior.lines if ln.get_label() == "posterior median"][0]
+    xs, ys = np.asarray(median.get_xdata()), np.asarray(median.get_ydata())
+    observed = [(t.params["x"], t.value) for t in opt.history]
+    for x, value in observed:
+        assert abs(np.interp(x, xs, ys) - value) < 0.05 * 100.0  # 5% of the objective's range
+    assert 940 < ys.min() and ys.max() < 1060
 
 
 def test_slice_of_a_conditional_parameter_needs_its_parent():

@@ -4,7 +4,8 @@ import pytest
 import scipy.stats
 import torch
 
-from bopt.warp import warp_standardized, yeo_johnson
+from bopt.warp import (OUTLIER_FENCE_IQRS, transform_outputs, warp_standardized, yeo_johnson,
+                       yeo_johnson_inverse)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -55,3 +56,61 @@ def test_flat_values_pass_through():
     Y = torch.zeros(5, 1, dtype=torch.float64)
     W, lam = warp_standardized(Y)
     assert lam == 1.0 and torch.equal(W, Y)
+
+
+@pytest.mark.parametrize("lam", [1.0, 1.3, 1.75, 2.0])
+def test_yeo_johnson_inverse(lam):
+    y = torch.tensor([-1e4, -30.0, -2.5, -0.3, 0.0, 0.4, 1.7, 12.0, 1e3], dtype=torch.float64)
+    t = yeo_johnson(y, torch.tensor([lam], dtype=torch.float64))[0]
+    torch.testing.assert_close(yeo_johnson_inverse(t, lam), y, rtol=1e-12, atol=1e-12)
+
+
+def _values(seed: int, n: int = 30) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=g, dtype=torch.float64).exp() * 10.0  # skewed, positive
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("jump", [0.0, 1e6, 1e300])
+def test_transform_outputs_is_inverted_exactly_and_keeps_ranks(maximize, jump):
+    values = _values(0)
+    values[4] += jump if not maximize else -jump  # the poor direction
+    Y, transform, _, num_outliers = transform_outputs(values, maximize=maximize)
+    y = Y.squeeze(-1)
+    assert (num_outliers >= 1) == (jump > 0)
+    torch.testing.assert_close(transform.forward(values), y, rtol=0, atol=1e-12)
+    torch.testing.assert_close(transform.inverse(y), values, rtol=1e-10, atol=0)
+    better = values if maximize else -values  # ranks: higher target, better value
+    assert torch.equal(y.argsort(), better.argsort())
+    assert abs(float(y.mean())) < 1e-12 and abs(float(y.std()) - 1) < 1e-12
+
+
+def test_a_jump_of_1e6_leaves_the_others_their_resolution():
+    values = _values(1)
+    spread_before = float(transform_outputs(values, maximize=False)[0].std())
+    values[0] = 1e6
+    Y, transform, _, num_outliers = transform_outputs(values, maximize=False)
+    others = Y.squeeze(-1)[1:]
+    assert num_outliers == 1 and transform.fence is not None
+    assert float(others.std()) > 0.5 * spread_before  # not squashed to ~1e-6
+    assert float(Y[0]) == float(Y.min())  # still the worst
+
+
+def test_no_outliers_in_well_behaved_values():
+    g = torch.Generator().manual_seed(2)
+    values = torch.randn(200, generator=g, dtype=torch.float64)
+    _, transform, warnings, num_outliers = transform_outputs(values, maximize=False)
+    assert num_outliers == 0 and transform.fence is None and warnings == []
+    # A value well inside the fence is left alone, one well outside is pulled in.
+    q25, q75 = torch.quantile(-values, torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
+    for factor, expected in ((0.8, 0), (1.5, 1)):
+        poor = -(q25 - factor * OUTLIER_FENCE_IQRS * (q75 - q25))  # minimising: large is poor
+        extra = torch.cat([values, torch.tensor([poor], dtype=torch.float64)])
+        assert transform_outputs(extra, maximize=False)[3] == expected
+
+
+def test_good_outliers_are_kept():
+    values = _values(3)
+    values[2] = -1e6  # far better when minimising
+    _, _, _, num_outliers = transform_outputs(values, maximize=False)
+    assert num_outliers == 0
