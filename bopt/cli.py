@@ -7,7 +7,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from bopt.acquisition import ACQUISITIONS
 from bopt.errors import BoptError
@@ -21,7 +20,9 @@ def _demo(args: argparse.Namespace) -> int:
     study = f"demo-{problem.name}-{args.acquisition}-seed{args.seed}"
     opt = Optimizer(problem.space, args.acquisition, seed=args.seed, device=args.device,
                     n_initial=args.n_initial, storage=args.storage, study=study)
-    done = sum(t.status != "pending" for t in opt.history)
+    if args.storage:  # one process: pending trials are from an interrupted run; redo them
+        opt.mark_stale(0)
+    done = sum(t.status not in ("pending", "stale") for t in opt.history)
     print(f"bopt demo: {problem.name} ({len(problem.space)} parameters), "
           f"acquisition={args.acquisition}, budget={args.budget}, seed={args.seed}, "
           f"device={opt.device}"
@@ -50,27 +51,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from bopt.engine import Optimizer
-    from bopt.export import write_csv
     from bopt.storage import SQLiteStorage
 
-    if not Path(args.db).is_file():
-        print(f"bopt: error: no such file: {args.db}", file=sys.stderr)
-        return 2
-    storage = SQLiteStorage(args.db)
+    storage = SQLiteStorage(args.db, create=False)
     study = args.study
     if study is None:
         names = storage.study_names()
         if len(names) != 1:
-            print(f"bopt: error: {args.db} holds {len(names)} studies {names}; name one with "
-                  "--study.", file=sys.stderr)
+            print(f"bopt: error: {args.db} holds {len(names)} studies {names}"
+                  + ("; name one with --study." if names else "."), file=sys.stderr)
             return 2
         study = names[0]
     opt = Optimizer.load(storage, study, device="cpu")
-    out = args.out if args.out is not None else "/dev/stdout"
+    out = args.out if args.out is not None else sys.stdout  # a stream: `>>` appends
     if args.format == "json":
         opt.to_json(out)
     else:
-        write_csv(opt.export(), out)
+        opt.to_csv(out)
     return 0
 
 

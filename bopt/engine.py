@@ -18,8 +18,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import IO, Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,6 +49,9 @@ _THREADS_LOCK = threading.Lock()  # torch's thread count is process-wide
 # later ones only on not clashing with a configuration stored meanwhile.
 _STRICT_COMMIT_ATTEMPTS = 3
 _MAX_COMMIT_ATTEMPTS = 20
+
+
+_MANY_DRAWS = 8192  # random draws before an infinite space is declared used up
 
 
 class _Retry(Exception):
@@ -148,8 +152,8 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _as_storage(storage: Any) -> SQLiteStorage:
-    return storage if isinstance(storage, SQLiteStorage) else SQLiteStorage(storage)
+def _as_storage(storage: Any, *, create: bool = True) -> SQLiteStorage:
+    return storage if isinstance(storage, SQLiteStorage) else SQLiteStorage(storage, create=create)
 
 
 def _space_difference(stored: Space, given: Space) -> str:
@@ -271,9 +275,9 @@ class Optimizer:
         self.direction = direction
         self.num_restarts = num_restarts
         self.num_raw_samples = num_raw_samples
-        self.beta = beta
+        self.beta = None if beta is None else float(beta)  # plain floats: they are stored as JSON
         self.num_threads = num_threads
-        self.pending_timeout = pending_timeout
+        self.pending_timeout = None if pending_timeout is None else float(pending_timeout)
         self.study = study
         self._trials: dict[int, Trial] = {}
         self._encoded: dict[int, Tensor] = {}  # trial id -> `d` encoded row (CPU)
@@ -305,7 +309,7 @@ class Optimizer:
         Raises:
             StorageError: no such study, or an override of space or direction.
         """
-        store = _as_storage(storage)
+        store = _as_storage(storage, create=False)
         record = store.load_study(study)
         for fixed in ("space", "direction", "storage", "study"):
             if fixed in overrides:
@@ -404,33 +408,42 @@ class Optimizer:
     def _suggest_batch(self, count: int, attempt: int) -> list[Trial] | None:
         """`count` new trials, stored; None when another process got in first (retry)."""
         saved = (self._sobol, self._sobol_used, self._theta, self._theta_n, set(self._retried))
-        trials = []
+        trials, ids = [], None
         try:
             for _ in range(count):
                 trials.append(self._suggest_one())
-            if self.storage is not None:
-                committed = self._commit(trials, strict=attempt < _STRICT_COMMIT_ATTEMPTS)
-                if committed is None:
-                    raise _Retry
-                return committed
-            return trials
+            if self.storage is None:
+                return trials
+            refit = self._theta is not saved[2]
+            ids = self._store_batch(trials, strict=attempt < _STRICT_COMMIT_ATTEMPTS,
+                                    with_state=refit)
         except BaseException as err:  # all or nothing: undo the partial batch
-            for trial in trials:
-                self._forget(trial.id)
-            (self._sobol, self._sobol_used, self._theta, self._theta_n, self._retried) = saved
-            if isinstance(err, _Retry):
-                return None
+            self._undo(trials, saved)
             if isinstance(err, SpaceExhaustedError) and trials:
                 raise SpaceExhaustedError(
                     f"suggest({count}): only {len(trials)} unseen configuration(s) remain; "
                     f"ask for at most {len(trials)}.") from err
             raise
+        if ids is None:
+            self._undo(trials, saved)
+            return None
+        # Stored: from here on nothing is undone. Should the adoption below be interrupted,
+        # the next sync reads the rows back (and their rounds) from the database.
+        return self._adopt(trials, ids)
 
-    def _commit(self, trials: list[Trial], *, strict: bool) -> list[Trial] | None:
-        """Store tentative trials; the stored ones (ids may change), or None to retry.
+    def _undo(self, trials: list[Trial], saved: tuple) -> None:
+        for trial in trials:
+            self._forget(trial.id)
+        (self._sobol, self._sobol_used, self._theta, self._theta_n, self._retried) = saved
+
+    def _store_batch(self, trials: list[Trial], *, strict: bool, with_state: bool
+                     ) -> list[int] | None:
+        """Write tentative trials; their assigned ids, or None when refused (retry).
 
         `strict` refuses if any other process added a trial since our last sync (our
         believer did not see it); otherwise only a clash of configurations refuses.
+        `with_state` also stores this round's hyperparameters (only a process that fitted
+        should overwrite the study's model state).
         """
         keys = {self.space.key(t.params) for t in trials}
         known = set(self._trials) - {t.id for t in trials}
@@ -443,13 +456,15 @@ class Optimizer:
 
         rows = [{"params": t.params, "source": t.source, "note": t.note, "retry_of": t.retry_of,
                  "round": self._diagnostics[t.id].to_dict()} for t in trials]
-        state = {"theta": None if self._theta is None else self._theta.tolist(),
-                 "theta_n": self._theta_n}
+        state = None
+        if with_state and self._theta is not None:
+            state = {"theta": self._theta.tolist(), "theta_n": self._theta_n}
         done = self.storage.add_trials(self._study_id, rows, since=self._version, accept=accept,
                                        state=state)
-        if done is None:
-            return None
-        _, ids = done
+        return None if done is None else done[1]
+
+    def _adopt(self, trials: list[Trial], ids: list[int]) -> list[Trial]:
+        """Replace tentative trials by the stored ones (whose ids the database chose)."""
         rounds = {new: self._diagnostics[t.id] for new, t in zip(ids, trials)}
         for trial in trials:
             self._forget(trial.id)
@@ -533,20 +548,21 @@ class Optimizer:
         from bopt.export import trial_records
         return trial_records(self.history, self.space.names)
 
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write `export()` as CSV, one row per trial."""
-        from bopt.export import write_csv
-        write_csv(self.export(), path)
+    def to_csv(self, path: str | os.PathLike | IO[str]) -> None:
+        """Write `export()` as CSV, one row per trial, to a path or an open text stream.
+        CSV is lossy (None and "" look alike); `to_json` keeps exact values."""
+        from bopt.export import record_columns, write_csv
+        write_csv(self.export(), path, record_columns(self.space.names))
 
-    def to_json(self, path: str | os.PathLike) -> None:
+    def to_json(self, path: str | os.PathLike | IO[str]) -> None:
         """Write the history as JSON: the space, the direction and every trial."""
         from bopt.export import write_json
         write_json(self, path)
 
     def to_dataframe(self):
-        """`export()` as a pandas DataFrame (needs pandas)."""
-        from bopt.export import to_dataframe
-        return to_dataframe(self.export())
+        """`export()` as a pandas DataFrame indexed by trial id (needs pandas)."""
+        from bopt.export import record_columns, to_dataframe
+        return to_dataframe(self.export(), record_columns(self.space.names))
 
     def minimize(self, func: Callable[[dict], float], n_trials: int, *,
                  progress: bool = True) -> Trial | None:
@@ -595,9 +611,11 @@ class Optimizer:
 
     def _pending_trial(self, trial: Trial | int, verb: str) -> Trial:
         tid = trial.id if isinstance(trial, Trial) else trial
-        if isinstance(tid, bool) or not isinstance(tid, int):
-            raise TrialError(f"{verb}(): expected a Trial, a trial id or a config dict; "
-                             f"got {trial!r}.")
+        if isinstance(tid, (bool, np.bool_)) or not isinstance(tid, numbers.Integral):
+            accepted = "a Trial, a trial id or a config dict" if verb == "observe" else \
+                "a Trial or a trial id"
+            raise TrialError(f"{verb}(): expected {accepted}; got {trial!r}.")
+        tid = int(tid)  # numpy integers too
         if tid not in self._trials:
             raise TrialError(f"{verb}(): no trial with id {tid}; ids run 0..{len(self._trials) - 1}.")
         known = self._trials[tid]
@@ -632,7 +650,9 @@ class Optimizer:
 
     def _forget(self, tid: int) -> None:
         """Remove a tentative trial (and its round) from memory."""
-        trial = self._trials.pop(tid)
+        trial = self._trials.pop(tid, None)
+        if trial is None:
+            return
         key = self.space.key(trial.params)
         self._keys[key] -= 1
         if self._keys[key] <= 0:
@@ -798,8 +818,17 @@ class Optimizer:
             if self.space.key(config) not in self._keys:
                 return config
         size = self.space.grid_size
-        if size is None:  # a Float makes repeats measure-zero; 200 misses mean broken sampling
-            raise RuntimeError("200 random configurations were all seen before")
+        if size is None:
+            # Infinite in principle, yet what is unseen may sit in a rarely drawn branch (a
+            # Float active under one of 300 choices) or a Float range may hold few floats:
+            # draw many at once before calling the space used up.
+            draws = self.space.sample(_MANY_DRAWS, seed=self.seed * 7919 + tid * 211 + 200)
+            for config in draws:
+                if self.space.key(config) not in self._keys:
+                    return config
+            raise SpaceExhaustedError(
+                f"no unseen configuration in {200 + _MANY_DRAWS} random draws: what is left of "
+                "this space (e.g. a Float range holding few distinct floats) is used up.")
         if len(self._keys) < size:  # finite and not exhausted: list what is left
             unseen = [c for c in self.space.grid() if self.space.key(c) not in self._keys]
             g = torch.Generator().manual_seed(self.seed * 7919 + tid)

@@ -6,10 +6,11 @@ the same for in-memory and stored studies (`Optimizer.load(path, study)` reopens
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     from bopt.engine import Optimizer, Trial
@@ -24,8 +25,7 @@ def trial_records(trials: Sequence[Trial], names: Sequence[str]) -> list[dict[st
     columns are the bare names unless such a clash exists, in which case all are written
     as ``param_<name>``.
     """
-    clash = any(name in TRIAL_FIELDS for name in names)
-    columns = [f"param_{n}" if clash else n for n in names]
+    columns = record_columns(names)[len(TRIAL_FIELDS):]
     records = []
     for t in trials:
         record = {f: getattr(t, f) for f in TRIAL_FIELDS}
@@ -34,31 +34,53 @@ def trial_records(trials: Sequence[Trial], names: Sequence[str]) -> list[dict[st
     return records
 
 
-def write_csv(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Records as CSV with a header row; None becomes an empty cell."""
-    if not records:
-        raise ValueError("nothing to write: the study has no trials yet.")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+def record_columns(names: Sequence[str]) -> list[str]:
+    """The keys of `trial_records`' dicts, in order (also for a study without trials)."""
+    clash = any(name in TRIAL_FIELDS for name in names)
+    return list(TRIAL_FIELDS) + [f"param_{n}" if clash else n for n in names]
+
+
+@contextlib.contextmanager
+def _text_out(target: str | os.PathLike | IO[str]) -> Iterator[IO[str]]:
+    """A path opened for writing, or an open text stream used as it is (not closed)."""
+    if hasattr(target, "write"):
+        yield target
+        return
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        yield f
+
+
+def write_csv(records: list[dict[str, Any]], target: str | os.PathLike | IO[str],
+              columns: Sequence[str]) -> None:
+    """Records as CSV with a header row (alone for a study without trials).
+
+    CSV is lossy: None and "" both become an empty cell, and 1 and "1" the same text. Use
+    JSON (`write_json`) when the exact values matter.
+    """
+    with _text_out(target) as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(records)
 
 
-def write_json(opt: Optimizer, path: str | os.PathLike) -> None:
-    """The space, the direction and every trial (parameters nested) as one JSON document."""
+def write_json(opt: Optimizer, target: str | os.PathLike | IO[str]) -> None:
+    """The space, the direction and every trial (parameters nested) as one JSON document;
+    values and choices keep their exact types."""
     trials = [{**{f: getattr(t, f) for f in TRIAL_FIELDS}, "params": t.params}
               for t in opt.history]
     document = {"study": opt.study, "direction": opt.direction,
                 "space": opt.space.to_dict(), "trials": trials}
-    with open(path, "w", encoding="utf-8") as f:
+    with _text_out(target) as f:
         json.dump(document, f, indent=1, allow_nan=False)
+        f.write("\n")
 
 
-def to_dataframe(records: list[dict[str, Any]]):
-    """Records as a pandas DataFrame indexed by trial id."""
+def to_dataframe(records: list[dict[str, Any]], columns: Sequence[str]):
+    """Records as a pandas DataFrame indexed by trial id, with nullable dtypes (an integer
+    parameter that is inactive in some trials stays integer, with <NA> there)."""
     try:
         import pandas as pd
     except ImportError as err:
         raise ImportError("to_dataframe() needs pandas: pip install pandas") from err
-    columns = list(records[0]) if records else list(TRIAL_FIELDS)
-    return pd.DataFrame.from_records(records, columns=columns).set_index("id")
+    frame = pd.DataFrame.from_records(records, columns=list(columns)).set_index("id")
+    return frame.convert_dtypes()

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-_SOBOL_COLOR, _MODEL_COLOR, _BEST_COLOR = "0.55", "C0", "C3"
+_SOBOL_COLOR, _MODEL_COLOR, _BEST_COLOR, _NEXT_COLOR = "0.55", "C0", "C3", "m"
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -362,7 +362,9 @@ def plot_slice(opt: Optimizer, params: Sequence[str] | str, *,
     the plot maps its posterior back to the objective's units through the inverse of that
     monotone transform, so the curve is the posterior median and the band its central 95%
     (asymmetric where the warp bends). Observations are drawn at their own values of the
-    sliced parameters: a projection, since their other parameters differ.
+    sliced parameters: a projection, since their other parameters differ. Pending trials
+    (the suggestions awaiting a value: call `plot_slice` between `suggest` and `observe` to
+    see the next one) are marked where the sliced parameters are active.
 
     One parameter: the posterior median and 95% band with the observations, and below it
     expected improvement, UCB and one Thompson sample, each scaled to [0, 1] with its
@@ -387,15 +389,19 @@ def plot_slice(opt: Optimizer, params: Sequence[str] | str, *,
         ParameterError: a `fixed` value that does not fit its parameter.
     """
     names = _check_slice(opt.space, params, fixed, num_points)
-    done = _completed(opt.history, "plot_slice", at_least=2)
+    history = opt.history
+    done = _completed(history, "plot_slice", at_least=2)
+    pending = _coordinates(opt.space, [t for t in history if t.status == "pending"], names)
     values = _reference_values(opt, done, dict(fixed or {}))
     _check_active(opt.space, names, values)
     model, Y, transform = _slice_model(opt, done)
     others = ", ".join(f"{n}={_format_value(values[n])}" for n in _held(opt.space, names, values))
     if len(names) == 1:
-        fig = _slice_1d(opt, model, Y, transform, done, names[0], values, num_points or 200)
+        fig = _slice_1d(opt, model, Y, transform, done, names[0], values, num_points or 200,
+                        pending)
     else:
-        fig = _slice_2d(opt, model, Y, transform, done, names, values, num_points or 40)
+        fig = _slice_2d(opt, model, Y, transform, done, names, values, num_points or 40,
+                        pending)
     fig.suptitle(textwrap.fill(f"others fixed at: {others or '(none)'}", 110),
                  fontsize="small")
     return fig
@@ -542,24 +548,33 @@ def _acquisitions(opt: Optimizer, model: BoptGP, Y: Tensor, grid: Tensor, mean: 
     return scaled
 
 
+def _coordinates(space: Space, trials: list[Trial], names: list[str]) -> list[np.ndarray]:
+    """Each trial's position along `names` (categorical: index), for the trials where all
+    of `names` are active; one array per name."""
+    keep = [t for t in trials if all(n in t.params for n in names)]
+    coords = []
+    for n in names:
+        p = space[n]
+        raw = [t.params[n] for t in keep]
+        coords.append(np.array([p.index(v) for v in raw] if isinstance(p, Categorical) else raw,
+                               dtype=float))
+    return coords
+
+
 def _observations(space: Space, done: list[Trial], names: list[str], maximize: bool
                   ) -> tuple[list[np.ndarray], np.ndarray, int | None]:
     """Coordinates along `names` (categorical: index) of the trials where all are active,
     their values, and the position of the best trial among them (None if absent)."""
     keep = [i for i, t in enumerate(done) if all(n in t.params for n in names)]
-    coords = []
-    for n in names:
-        p = space[n]
-        raw = [done[i].params[n] for i in keep]
-        coords.append(np.array([p.index(v) for v in raw] if isinstance(p, Categorical) else raw,
-                               dtype=float))
+    coords = _coordinates(space, [done[i] for i in keep], names)
     y = np.array([t.value for t in done], dtype=float)
     best = int(np.argmax(y) if maximize else np.argmin(y))
     return coords, y[keep], keep.index(best) if best in keep else None
 
 
 def _slice_1d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransform,
-              done: list[Trial], name: str, values: dict, num: int) -> Figure:
+              done: list[Trial], name: str, values: dict, num: int,
+              pending: list[np.ndarray]) -> Figure:
     p = opt.space[name]
     levels = _grid_values(p, num)
     configs = [_active_config(opt.space, {**values, name: v}) for v in levels]
@@ -584,6 +599,10 @@ def _slice_1d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransfo
     if best is not None:
         top.scatter(obs_x[best], obs_y[best], marker="*", s=160, color=_BEST_COLOR,
                     edgecolor="k", lw=0.5, zorder=4, label="best trial")
+    for k, x_next in enumerate(pending[0]):
+        for ax in (top, bottom):
+            ax.axvline(x_next, color=_NEXT_COLOR, ls="--", lw=1.2,
+                       label="next suggestion (pending)" if k == 0 and ax is top else None)
     top.set_ylabel(f"objective\n({'higher' if maximize else 'lower'} is better)")
     top.set_title(f"Posterior along {name!r}")
     top.legend(fontsize="small")
@@ -612,7 +631,8 @@ def _plot_acquisitions(ax: Axes, x: np.ndarray, acq: dict[str, np.ndarray],
 
 
 def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransform,
-              done: list[Trial], names: list[str], values: dict, num: int) -> Figure:
+              done: list[Trial], names: list[str], values: dict, num: int,
+              pending: list[np.ndarray]) -> Figure:
     p, r = opt.space[names[0]], opt.space[names[1]]
     xs, ys = _grid_values(p, num), _grid_values(r, num)
     configs = [_active_config(opt.space, {**values, names[0]: a, names[1]: b})
@@ -641,6 +661,9 @@ def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransfo
         if best is not None:
             ax.scatter(obs_x[best], obs_y[best], marker="*", s=180, color=_BEST_COLOR,
                        edgecolor="k", lw=0.5, label="best trial")
+        if pending[0].size:
+            ax.scatter(pending[0], pending[1], marker="P", s=120, color=_NEXT_COLOR,
+                       edgecolor="k", lw=0.6, label="next suggestion (pending)")
         if not colorbar:  # an acquisition: where it would propose on this slice
             top = int(np.argmax(field))
             ax.scatter(xs[top % len(xs)], ys[top // len(xs)], marker="X", s=140, color="r",

@@ -39,7 +39,11 @@ Choice = Union[str, int, float, bool]
 
 _FORMAT = "bopt.space"
 _VERSION = 1
-_MAX_EXACT_INT = 2**53  # every integer up to here is exact in float64
+# Int bounds must survive encode/decode exactly: a linear span up to 2**50 keeps the float64
+# error of low + u * span under 0.25, and log values up to 2**40 keep exp(...)'s error (about
+# value * ln(high) * eps) under 0.01. Beyond that, use a Float with log=True.
+_MAX_LINEAR_INT = 2**49
+_MAX_LOG_INT = 2**40
 _UNSUPPORTED = object()
 
 
@@ -73,8 +77,8 @@ def _as_real(value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except OverflowError:  # a Python int beyond the float range
-        return math.copysign(math.inf, value)
+    except OverflowError:  # a Python int beyond the float range (copysign would overflow too)
+        return math.inf if value > 0 else -math.inf
 
 
 def _type_name(value: Any) -> str:
@@ -115,10 +119,10 @@ def _check_bound(label: str, which: str, value: Any, *, integer: bool) -> float 
             "Float for a real-valued parameter."
         )
     whole = int(value) if isinstance(value, numbers.Integral) else int(real)
-    if abs(whole) > _MAX_EXACT_INT:
+    if abs(whole) > _MAX_LINEAR_INT:
         raise SearchSpaceError(
-            f"{label}: bounds must lie within +-2**53 (exact in float64), got "
-            f"{which}={value!r}; use a Float with log=True for such ranges."
+            f"{label}: bounds must lie within +-2**49 (so every integer survives the float64 "
+            f"encoding), got {which}={value!r}; use a Float with log=True for such ranges."
         )
     return whole
 
@@ -138,6 +142,11 @@ def _check_bounds(label: str, low: Any, high: Any, log: Any, *,
     if log and low <= 0:
         raise SearchSpaceError(
             f"{label}: log=True needs low > 0, got low={low!r}; raise low or use log=False."
+        )
+    if integer and log and high > _MAX_LOG_INT:
+        raise SearchSpaceError(
+            f"{label}: a log-scale Int needs high <= 2**40 (so every integer survives the "
+            f"float64 encoding), got high={high!r}; use a Float with log=True for such ranges."
         )
     return low, high, bool(log)
 

@@ -105,16 +105,22 @@ class SQLiteStorage:
     """A SQLite file holding bopt studies.
 
     Args:
-        path: the database file; created (with its parent folder) when missing.
+        path: the database file.
+        create: create the file (and its folder) when missing; with False a missing file is
+            a StorageError (reopening a study should not conjure an empty one from a typo).
 
     The object may be shared by threads (calls are serialised by a lock) and survives a
-    fork: a child process opens its own connection on first use.
+    fork: a child process opens its own connection on first use. A SQLite file that other
+    software made (tables, but not bopt's) is refused, not modified.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
         if not isinstance(path, (str, os.PathLike)):
             raise StorageError(f"storage must be a file path or a SQLiteStorage; got {path!r}.")
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StorageError(f"no study file at {self.path}; check the path (a new study is "
+                               "created by Optimizer(space, storage=path, study=name)).")
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -131,6 +137,13 @@ class SQLiteStorage:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
                                    isolation_level=None, check_same_thread=False)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "bopt_meta" not in tables:
+                conn.close()
+                raise StorageError(
+                    f"{self.path} is a SQLite database of another program (tables "
+                    f"{sorted(tables)}), not a bopt study file; it was left untouched. Use a "
+                    "new file for bopt studies.")
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk when it returns, so even a power cut loses no
             # observation; a trial costs far more than the fsync.

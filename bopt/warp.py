@@ -166,6 +166,9 @@ def transform_outputs(values: Tensor, *, maximize: bool
     if y.numel() >= _MIN_FOR_OUTLIERS:
         q25, q75 = torch.quantile(y, torch.tensor([0.25, 0.75], dtype=y.dtype, device=y.device)).tolist()
         spread = q75 - q25
+        if spread <= 0:  # ties fill the middle half (a plateau): the smallest step between
+            steps = torch.diff(torch.unique(y))  # distinct values sets the unit instead
+            spread = float(steps.min()) if steps.numel() else 0.0
         if spread > 0:
             fence = q25 - OUTLIER_FENCE_IQRS * spread
             num_outliers = int((y < fence).sum())

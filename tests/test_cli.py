@@ -57,7 +57,7 @@ def test_export_writes_csv_and_json(tmp_path, capsys):
 
 def test_export_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.db")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "no study file at" in capsys.readouterr().err
     db = str(tmp_path / "two.db")
     for seed in ("0", "1"):
         main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet",
@@ -67,3 +67,42 @@ def test_export_errors(tmp_path, capsys):
     assert "holds 2 studies" in capsys.readouterr().err
     assert main(["export", db, "--study", "nope"]) == 2
     assert "has no study 'nope'" in capsys.readouterr().err
+
+
+def test_export_to_standard_output_appends_when_redirected(tmp_path, capsys):
+    db = str(tmp_path / "demo.db")
+    main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet", "--budget", "3",
+          "--storage", db])
+    capsys.readouterr()
+    assert main(["export", db]) == 0 and main(["export", db]) == 0
+    out = capsys.readouterr().out
+    assert out.count("id,status,value") == 2 and len(out.splitlines()) == 8
+
+
+def test_export_refuses_a_database_of_another_program(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    assert main(["export", str(path)]) == 2
+    assert "not a bopt study file" in capsys.readouterr().err
+
+
+def test_demo_resume_redoes_the_interrupted_trial(tmp_path, capsys):
+    from bopt import Optimizer
+    from bopt.benchmarks import get_problem
+
+    db = str(tmp_path / "demo.db")
+    problem = get_problem("branin")
+    opt = Optimizer(problem.space, "random", storage=db, study="demo-branin-random-seed0")
+    for _ in range(2):
+        t = opt.suggest()
+        opt.observe(t, problem(t.params))
+    lost = opt.suggest()  # the process died while evaluating this one
+    assert main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet",
+                 "--budget", "4", "--storage", db]) == 0
+    history = Optimizer.load(db, "demo-branin-random-seed0").history
+    assert history[lost.id].status == "stale"
+    assert [t.retry_of for t in history if t.source == "retry"] == [lost.id]
+    assert sum(t.status == "complete" for t in history) == 4

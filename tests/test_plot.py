@@ -291,3 +291,18 @@ def test_empty_optimizers_are_refused():
     with pytest.raises(ArgumentError, match=r"plot_slice: needs at least 2 completed trial\(s\), "
                                             r"got 1"):
         plot_slice(opt, ["x"])
+
+
+def test_slices_mark_the_pending_suggestion():
+    space = Space([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+    opt = Optimizer(space, seed=0, n_initial=4, device="cpu")
+    opt.minimize(lambda p: (p["x"] - 0.3) ** 2 + p["y"], 6, progress=False)
+    nxt = opt.suggest()
+    one = plot_slice(opt, "x", num_points=50)
+    lines = [ln for ln in one.axes[0].lines if ln.get_label() == "next suggestion (pending)"]
+    assert len(lines) == 1 and lines[0].get_xdata()[0] == pytest.approx(nxt.params["x"])
+    two = plot_slice(opt, ["x", "y"], num_points=10)
+    for ax in two.axes[:5]:
+        marks = [c for c in ax.collections if c.get_label() == "next suggestion (pending)"]
+        assert len(marks) == 1
+        assert marks[0].get_offsets()[0].tolist() == pytest.approx([nxt.params["x"], nxt.params["y"]])

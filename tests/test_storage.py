@@ -308,3 +308,85 @@ def test_to_dataframe():
     frame = opt.to_dataframe()
     assert isinstance(frame, pd.DataFrame) and list(frame.index) == [0, 1, 2]
     assert frame["k"].tolist() == [t.params["k"] for t in opt.history]
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_an_interrupt_after_the_commit_keeps_the_stored_trials(tmp_path, monkeypatch):
+    """Ctrl-C between the commit and the return: the interrupt propagates as it is, the
+    stored rows stay (they are real trials now), and the next call sees them."""
+    opt = Optimizer(_space(), acquisition="random", storage=tmp_path / "s.db")
+    real_add, real_changes = opt.storage.add_trials, opt.storage.changes
+    armed, shots = [], [1]  # interrupt once, after the first commit only
+
+    def add_then_arm(*args, **kwargs):
+        if shots:
+            armed.append(shots.pop())
+        return real_add(*args, **kwargs)
+
+    def changes(*args, **kwargs):
+        if armed:
+            armed.clear()
+            raise KeyboardInterrupt("Ctrl-C right after the commit")
+        return real_changes(*args, **kwargs)
+
+    monkeypatch.setattr(opt.storage, "add_trials", add_then_arm)
+    monkeypatch.setattr(opt.storage, "changes", changes)
+    with pytest.raises(KeyboardInterrupt, match="right after the commit"):  # not a KeyError
+        opt.suggest(2)
+    assert [r[:2] for r in _rows(tmp_path / "s.db")] == [(0, "pending"), (1, "pending")]
+    assert [t.id for t in opt.history] == [0, 1]
+    assert [t.id for t in opt.suggest(1)] == [2]
+
+
+def test_numpy_settings_are_stored_as_plain_numbers(tmp_path):
+    np = pytest.importorskip("numpy")
+    opt = Optimizer(_space(), beta=np.float32(2.0), pending_timeout=np.int64(60),
+                    storage=tmp_path / "s.db")
+    loaded = Optimizer.load(tmp_path / "s.db")
+    assert (loaded.beta, loaded.pending_timeout) == (2.0, 60.0) == (opt.beta, opt.pending_timeout)
+
+
+def test_load_does_not_create_a_file_from_a_typo(tmp_path):
+    typo = tmp_path / "typo" / "stduy.db"
+    with pytest.raises(StorageError, match=r"no study file at .*stduy\.db; check the path"):
+        Optimizer.load(typo)
+    assert not typo.exists() and not typo.parent.exists()
+
+
+def test_another_programs_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=r"another program \(tables \['users'\]\), not a bopt "
+                                           r"study file; it was left untouched"):
+        Optimizer(_space(), storage=path)
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_export_of_an_empty_study_and_to_a_stream(tmp_path):
+    import io
+
+    opt = Optimizer(Space([Int("k", 0, 3), Categorical("c", ["x", "y"])]), acquisition="random")
+    stream = io.StringIO()
+    opt.to_csv(stream)
+    assert stream.getvalue().strip() == "id,status,value,source,note,retry_of,created,completed,k,c"
+    opt.observe(opt.suggest(), 1.0)
+    opt.to_csv(stream)  # appends: the stream is the caller's
+    assert stream.getvalue().count("\nid,") == 1 and len(stream.getvalue().splitlines()) == 3
+
+
+def test_dataframe_keeps_inactive_integers_integer():
+    pytest.importorskip("pandas")
+    space = Space([Categorical("deep", [False, True]), Int("layers", 2, 9, when={"deep": [True]})])
+    opt = Optimizer(space, acquisition="random", seed=0)
+    for _ in range(6):
+        opt.observe(opt.suggest(), 1.0)
+    frame = opt.to_dataframe()
+    assert str(frame["layers"].dtype) == "Int64"
+    assert frame["layers"].isna().sum() == sum("layers" not in t.params for t in opt.history)
+    assert list(Optimizer(space).to_dataframe().columns)[-2:] == ["deep", "layers"]

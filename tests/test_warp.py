@@ -114,3 +114,13 @@ def test_good_outliers_are_kept():
     values[2] = -1e6  # far better when minimising
     _, _, _, num_outliers = transform_outputs(values, maximize=False)
     assert num_outliers == 0
+
+
+def test_a_plateau_does_not_switch_outlier_compression_off():
+    """Ties filling the middle half make the interquartile range 0; the smallest step
+    between distinct values then sets the unit, so 1 and 2 stay apart beside 1e6."""
+    plateau = torch.tensor([1.0] * 8 + [2.0, 1e6], dtype=torch.float64)
+    Y, transform, _, num_outliers = transform_outputs(plateau, maximize=False)
+    assert num_outliers == 1
+    assert float(Y[0] - Y[8]) > 0.3  # not ~1e-6
+    torch.testing.assert_close(transform.inverse(Y.squeeze(-1)), plateau, rtol=1e-10, atol=0)
