@@ -111,3 +111,31 @@ def test_optimizer_loop_on_cuda(acquisition):
     assert all(r.fallback is None for r in gp_rounds)
     for trial in opt.history:
         assert space.validate(trial.params) == trial.params
+
+
+def test_a_real_out_of_memory_error_moves_the_round_to_the_cpu(monkeypatch):
+    """The first fit on the GPU asks for far more memory than any device has; the round is
+    rerun on the CPU and the next round goes back to the GPU."""
+    import bopt.engine
+
+    space = bopt.Space([bopt.Float("x", 0.0, 1.0), bopt.Float("y", 0.0, 1.0)])
+    opt = bopt.Optimizer(space, device="cuda", seed=0, n_initial=3)
+    for _ in range(3):
+        t = opt.suggest()
+        opt.observe(t, (t.params["x"] - 0.3) ** 2 + t.params["y"])
+    real_fit, calls = bopt.engine.fit_gp, []
+
+    def greedy_fit(X, *args, **kwargs):
+        calls.append(X.device.type)
+        if len(calls) == 1:
+            torch.empty(2**45, dtype=torch.float64, device=X.device)  # 256 TiB
+        return real_fit(X, *args, **kwargs)
+
+    monkeypatch.setattr(bopt.engine, "fit_gp", greedy_fit)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert calls == ["cuda", "cpu"] and trial.source == "ei"
+    assert info.fallback == "cpu" and info.device == "cpu"
+    opt.observe(trial, 1.0)
+    opt.suggest()
+    assert calls[-1] == "cuda" and opt.diagnostics[-1].device.startswith("cuda")
