@@ -4,6 +4,7 @@ methods, `bopt export` writes a stored study's trials as CSV or JSON."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -27,13 +28,16 @@ def _demo(args: argparse.Namespace) -> int:
           f"acquisition={args.acquisition}, budget={args.budget}, seed={args.seed}, "
           f"device={opt.device}"
           + (f", study {study!r} in {args.storage} ({done} trials done)" if args.storage else ""))
+    first_new = len(opt.history)  # this run's rounds are those of the trials it adds
+    if done >= args.budget:
+        print(f"the budget of {args.budget} trials is already used; raise --budget to go on.")
     start = time.perf_counter()
     best = opt.minimize(problem, max(args.budget - done, 0), progress=not args.quiet)
     elapsed = time.perf_counter() - start
     if best is None:
         print("no trial completed; nothing to report.")
         return 1
-    rounds = opt.diagnostics
+    rounds = [r for r in opt.diagnostics if r.trial_id >= first_new]
     suggest = [r.suggest_seconds for r in rounds]
     model_rounds = [r.suggest_seconds for r in rounds if r.strategy == args.acquisition]
     print("best configuration:")
@@ -42,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"best value: {best.value:.6g}")
     if problem.optimum is not None:
         print(f"regret:     {best.value - problem.optimum:.3g} (optimum {problem.optimum:.6g})")
-    print(f"time in suggest: {sum(suggest):.2f} s in all"
+    print(f"time in suggest (this run): {sum(suggest):.2f} s in all"
           + (f", median {statistics.median(model_rounds):.3f} s per model-based suggestion"
              if model_rounds else "")
           + f"; total {elapsed:.2f} s")
@@ -117,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BoptError, ValueError, KeyError) as err:
         print(f"bopt: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bopt export db | head`: the reader left; exit quietly
+        # Point stdout at devnull so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ def test_demo_reports_best_configuration_value_regret_and_time(capsys):
     assert main(["demo", "--problem", "branin", "--budget", "4", "--quiet"]) == 0
     out = capsys.readouterr().out
     for expected in ("bopt demo: branin", "best configuration:", "x0 = ", "best value: ",
-                     "regret: ", "time in suggest: "):
+                     "regret: ", "time in suggest (this run): "):
         assert expected in out
 
 
@@ -106,3 +106,28 @@ def test_demo_resume_redoes_the_interrupted_trial(tmp_path, capsys):
     assert history[lost.id].status == "stale"
     assert [t.retry_of for t in history if t.source == "retry"] == [lost.id]
     assert sum(t.status == "complete" for t in history) == 4
+
+
+def test_export_into_a_closed_pipe_exits_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "demo.db")
+    main(["demo", "--problem", "branin", "--acquisition", "random", "--quiet", "--budget", "30",
+          "--storage", db])
+    proc = subprocess.run(f"{sys.executable} -m bopt export {db} | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("id,status,value")
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+def test_demo_with_its_budget_used_says_so(tmp_path, capsys):
+    db = str(tmp_path / "demo.db")
+    argv = ["demo", "--problem", "branin", "--acquisition", "random", "--quiet", "--budget", "3",
+            "--storage", db]
+    main(argv)
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the budget of 3 trials is already used" in out
+    assert "time in suggest (this run): 0.00 s in all" in out
