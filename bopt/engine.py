@@ -393,8 +393,10 @@ class Optimizer:
             raise ArgumentError(f"suggest(n): n must be a positive int or None; got {n!r}.")
         with self._lock, _torch_threads(self._threads_for_suggest()):
             for attempt in range(_MAX_COMMIT_ATTEMPTS):
-                self._sync()
-                self._expire_stale()
+                if self.pending_timeout is not None:
+                    self.mark_stale(self.pending_timeout)  # catches up with storage too
+                else:
+                    self._sync()
                 trials = self._suggest_batch(1 if n is None else n, attempt)
                 if trials is not None:
                     break
@@ -714,9 +716,6 @@ class Optimizer:
             raise StorageError(f"{verb}(): trial {pending.id} could not be updated.")
         return self._trials[pending.id]
 
-    def _expire_stale(self) -> None:
-        if self.pending_timeout is not None:
-            self.mark_stale(self.pending_timeout)
 
     def _generator(self, trial_id: int, device: torch.device) -> torch.Generator:
         """Randomness for one round, a function of (seed, trial id) alone."""

@@ -16,6 +16,7 @@ This module knows rows and JSON, not models: `bopt.engine.Optimizer` decides wha
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -94,6 +95,21 @@ class StudyRecord:
     space: dict
     settings: dict
     state: dict | None
+
+
+class _Abort(Exception):
+    """Roll the transaction back and report "not done" (None) to the caller."""
+
+
+def _abortable(method: Callable) -> Callable:
+    """`method`, returning None instead of raising `_Abort` (after its rollback)."""
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except _Abort:
+            return None
+    return run
 
 
 def _dumps(obj: Any) -> str:
@@ -223,14 +239,11 @@ class SQLiteStorage:
             conn = self._connection()
             conn.execute("BEGIN")  # one snapshot for both reads
             try:
-                version = conn.execute("SELECT version FROM studies WHERE id=?",
-                                       (study_id,)).fetchone()[0]
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM trials WHERE study_id=? AND version>? "
-                                    "ORDER BY trial_id", (study_id, since)).fetchall()
+                return _version(conn, study_id), _rows_since(conn, study_id, since)
             finally:
                 conn.execute("COMMIT")
-        return version, [_row(r) for r in rows]
 
+    @_abortable
     def add_trials(self, study_id: int, trials: Sequence[dict], *, since: int,
                    accept: Callable[[list[TrialRow]], bool], state: dict | None = None
                    ) -> tuple[int, list[int]] | None:
@@ -248,19 +261,9 @@ class SQLiteStorage:
             The study's new version and the assigned ids, or None when `accept` refused or
             another process took a trial's retry first.
         """
-        try:
-            return self._add_trials(study_id, trials, since, accept, state)
-        except _Abort:
-            return None
-
-    def _add_trials(self, study_id, trials, since, accept, state):
         with self._lock, _transaction(self._connection()) as conn:
-            version = conn.execute("SELECT version FROM studies WHERE id=?", (study_id,)).fetchone()[0]
-            newer = []
-            if version != since:
-                newer = [_row(r) for r in conn.execute(
-                    f"SELECT {_COLUMNS} FROM trials WHERE study_id=? AND version>? ORDER BY trial_id",
-                    (study_id, since)).fetchall()]
+            version = _version(conn, study_id)
+            newer = _rows_since(conn, study_id, since) if version != since else []
             if not accept(newer):
                 raise _Abort
             first = conn.execute("SELECT COALESCE(MAX(trial_id) + 1, 0) FROM trials WHERE study_id=?",
@@ -283,6 +286,7 @@ class SQLiteStorage:
             self._bump(conn, study_id, version, state)
         return version, ids
 
+    @_abortable
     def finish_trial(self, study_id: int, trial_id: int, status: str, value: float | None,
                      note: str | None, *, allowed: Iterable[str]) -> tuple[int, TrialRow] | None:
         """Set a trial's final status and value if its stored status is in `allowed`.
@@ -291,14 +295,9 @@ class SQLiteStorage:
             The new study version and the updated row, or None when the trial is missing or
             its status is not allowed (the caller reads it to say why).
         """
-        try:
-            return self._finish_trial(study_id, trial_id, status, value, note, tuple(allowed))
-        except _Abort:
-            return None
-
-    def _finish_trial(self, study_id, trial_id, status, value, note, allowed):
+        allowed = tuple(allowed)
         with self._lock, _transaction(self._connection()) as conn:
-            version = conn.execute("SELECT version FROM studies WHERE id=?", (study_id,)).fetchone()[0] + 1
+            version = _version(conn, study_id) + 1
             marks = ",".join("?" * len(allowed))
             cursor = conn.execute(
                 f"UPDATE trials SET status=?, value=?, note=COALESCE(?, note), completed=?, version=? "
@@ -313,22 +312,14 @@ class SQLiteStorage:
 
     def mark_stale(self, study_id: int, older_than: float) -> int:
         """Mark pending trials created before the time `older_than` stale; their count."""
-        try:
-            return self._mark_stale(study_id, older_than)
-        except _Abort:
-            return 0
-
-    def _mark_stale(self, study_id, older_than):
         with self._lock, _transaction(self._connection()) as conn:
-            version = conn.execute("SELECT version FROM studies WHERE id=?", (study_id,)).fetchone()[0] + 1
+            version = _version(conn, study_id) + 1
             count = conn.execute(
                 "UPDATE trials SET status='stale', version=? "
                 "WHERE study_id=? AND status='pending' AND created<?",
                 (version, study_id, older_than)).rowcount
-            if count:
+            if count:  # nothing changed: leave the version alone
                 self._bump(conn, study_id, version, None)
-            else:
-                raise _Abort  # nothing changed: leave the version alone
         return count
 
     @staticmethod
@@ -348,16 +339,23 @@ class SQLiteStorage:
 _COLUMNS = "trial_id, params, status, value, source, note, retry_of, round, created, completed"
 
 
+def _version(conn: sqlite3.Connection, study_id: int) -> int:
+    return conn.execute("SELECT version FROM studies WHERE id=?", (study_id,)).fetchone()[0]
+
+
+def _rows_since(conn: sqlite3.Connection, study_id: int, since: int) -> list[TrialRow]:
+    """The study's trials written after version `since`, by id."""
+    return [_row(r) for r in conn.execute(
+        f"SELECT {_COLUMNS} FROM trials WHERE study_id=? AND version>? ORDER BY trial_id",
+        (study_id, since)).fetchall()]
+
+
 def _row(r: tuple) -> TrialRow:
     value = r[3]
     if value is not None and not math.isfinite(value):  # never written by bopt
         raise StorageError(f"trial {r[0]} holds the non-finite value {value!r}.")
     return TrialRow(r[0], json.loads(r[1]), r[2], value, r[4], r[5], r[6],
                     None if r[7] is None else json.loads(r[7]), r[8], r[9])
-
-
-class _Abort(Exception):
-    """Roll the transaction back and report "not done" to the caller."""
 
 
 class _transaction:

@@ -218,12 +218,15 @@ def test_fit_leaves_global_rng_untouched(problem):
     assert torch.equal(state, torch.random.get_rng_state())
 
 
+def _toy_2d(*, seed: int, n: int, f):
+    """`n x 2` seeded uniform inputs, targets `f(X)` summed over columns, and their layout."""
+    X = torch.rand(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return X, f(X).sum(-1, keepdim=True), Layout(d=2, continuous=(0, 1))
+
+
 def test_fit_with_no_iterations_keeps_the_warm_start_alone():
     # The fallback to last round's hyperparameters must not silently pick the prior mode.
-    g = torch.Generator().manual_seed(3)
-    X = torch.rand(12, 2, generator=g, dtype=torch.float64)
-    Y = torch.sin(5 * X).sum(-1, keepdim=True)
-    layout = Layout(d=2, continuous=(0, 1))
+    X, Y, layout = _toy_2d(seed=3, n=12, f=lambda X: torch.sin(5 * X))
     _, theta, _ = fit_gp(X, Y, layout)
     far = theta + 0.7  # a warm start well away from the optimum and the prior mode
     _, kept, report = fit_gp(X, Y, layout, warm_start=far, max_iter=0)
@@ -232,10 +235,7 @@ def test_fit_with_no_iterations_keeps_the_warm_start_alone():
 
 
 def test_fit_reports_the_plain_log_marginal_likelihood():
-    g = torch.Generator().manual_seed(4)
-    X = torch.rand(10, 2, generator=g, dtype=torch.float64)
-    Y = torch.cos(4 * X).sum(-1, keepdim=True)
-    layout = Layout(d=2, continuous=(0, 1))
+    X, Y, layout = _toy_2d(seed=4, n=10, f=lambda X: torch.cos(4 * X))
     model, _, report = fit_gp(X, Y, layout)
     K = model.kernel(X, X) + model.noise * torch.eye(10, dtype=torch.float64)
     dense = torch.distributions.MultivariateNormal(torch.zeros(10, dtype=torch.float64), K)
