@@ -3,7 +3,15 @@
 Both run in this process on the same data (Hartmann6 at scrambled Sobol points, d = 6), for
 q = 1 and q = 4, timing the model fit and the acquisition optimisation separately. bopt is
 timed on its second suggestion at each n, so its fit is warm started as in a running study
-(BoTorch's loop refits from its defaults every round).
+(BoTorch's loop refits from its defaults every round), twice:
+
+- *refit*: with `refit_growth=0`, the hyperparameters re-estimated, as in every round below
+  100 observations;
+- *kept*: with the default `refit_growth`, which above 100 observations keeps the last
+  estimate until the data have grown by 2% (one Cholesky factor, no optimisation).
+
+*Amortized* is what a long study pays per suggestion: one refit round per `gap` rounds,
+`gap = max(1, int(refit_growth * n))`, and kept rounds in between.
 
     python benchmarks/scale.py --n 20,50,100,200,500,1000,2000 --threads 1 --out benchmarks/results
 
@@ -13,7 +21,10 @@ Writes scale_<device>.json, scale_<device>.md and scale_<device>.png.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -23,15 +34,20 @@ import bopt
 from bopt.benchmarks.machine import describe_machine
 
 
+_GROWTH = inspect.signature(bopt.Optimizer).parameters["refit_growth"].default
+
+
 def _hartmann(X: torch.Tensor) -> torch.Tensor:
     from botorch.test_functions import Hartmann
 
     return Hartmann(dim=6)(X)
 
 
-def time_bopt(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
+def time_bopt(X: torch.Tensor, y: torch.Tensor, q: int, device: str,
+              refit_growth: float | None = None) -> dict:
     space = bopt.Space([bopt.Float(f"x{i}", 0.0, 1.0) for i in range(X.shape[1])])
-    opt = bopt.Optimizer(space, "ei", seed=0, device=device)
+    growth = {} if refit_growth is None else {"refit_growth": refit_growth}
+    opt = bopt.Optimizer(space, "ei", seed=0, device=device, **growth)
     for row, value in zip(space.decode(X[:-1]), y[:-1].tolist()):
         opt.observe(row, value)
     warm = opt.suggest()  # first GP round: cold fit, not timed
@@ -44,7 +60,14 @@ def time_bopt(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
     rounds = opt.diagnostics[-q:]
     assert len({tuple(t.params.values()) for t in trials}) == q
     return {"total": total, "fit": sum(r.fit_seconds for r in rounds),
-            "acquisition": sum(r.acquisition_seconds for r in rounds)}
+            "acquisition": sum(r.acquisition_seconds for r in rounds),
+            "refit": rounds[0].refit}
+
+
+def amortized(refit: dict, kept: dict, n: int, growth: float) -> float:
+    """Seconds per suggest call over one refit period: one refit round, gap - 1 kept ones."""
+    gap = max(1, int(growth * n))
+    return (refit["total"] + (gap - 1) * kept["total"]) / gap
 
 
 def time_botorch(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
@@ -68,6 +91,15 @@ def time_botorch(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
     _sync(device)
     done = time.perf_counter()
     return {"total": done - start, "fit": fitted - start, "acquisition": done - fitted}
+
+
+def _commit() -> str | None:
+    """The git commit of the checkout this script runs from, when there is one."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _sync(device: str) -> None:
@@ -98,29 +130,39 @@ def main() -> None:
         sobol.reset()
         y = _hartmann(X)
         for q in qs:
-            row = {"n": n, "q": q, "bopt": time_bopt(X, y, q, args.device)}
+            row = {"n": n, "q": q, "bopt": time_bopt(X, y, q, args.device, refit_growth=0.0),
+                   "bopt_kept": time_bopt(X, y, q, args.device)}
+            row["bopt_amortized"] = amortized(row["bopt"], row["bopt_kept"], n, _GROWTH)
             if n <= args.skip_botorch_above:
                 row["botorch"] = time_botorch(X, y, q, args.device)
+            row["load_average"] = round(os.getloadavg()[0], 2)  # 1-minute, after the row
             rows.append(row)
             print(json.dumps(row), flush=True)
     machine = describe_machine()
     machine["device"] = args.device if args.device == "cpu" else torch.cuda.get_device_name()
+    machine["commit"] = _commit()
     tag = "cpu" if args.device == "cpu" else "cuda"
     (out / f"scale_{tag}.json").write_text(json.dumps({"machine": machine, "rows": rows},
                                                       indent=1))
     lines = [f"# Suggest latency versus observations ({machine['device']})", "",
-             f"Machine: {machine['summary']}. Hartmann6 data at Sobol points, d = 6; bopt's fit "
+             f"Machine: {machine['summary']}; commit {machine['commit']}. Hartmann6 data at Sobol points, d = 6; bopt's fit "
              "warm started as in a running study; BoTorch: SingleTaskGP + fit_gpytorch_mll + "
              "(q)LogEI + optimize_acqf(10 restarts, 512 raw samples). Seconds per suggest "
              "call (q points).", "",
-             "| n | q | bopt total | bopt fit | bopt acq | BoTorch total | BoTorch fit | "
-             "BoTorch acq | BoTorch / bopt |", "|---|---|---|---|---|---|---|---|---|"]
+             "| n | q | bopt refit round (fit + acq) | bopt kept round (fit + acq) | "
+             "bopt amortized | BoTorch (fit + acq) | BoTorch / bopt refit | "
+             "BoTorch / bopt amortized | load |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(t: dict) -> str:
+        return f"{t['total']:.3f} ({t['fit']:.3f} + {t['acquisition']:.3f})"
+
     for r in rows:
-        b, t = r["bopt"], r.get("botorch")
-        ref = (f"{t['total']:.3f} | {t['fit']:.3f} | {t['acquisition']:.3f} | "
-               f"{t['total'] / b['total']:.1f}x") if t else "- | - | - | -"
-        lines.append(f"| {r['n']} | {r['q']} | {b['total']:.3f} | {b['fit']:.3f} | "
-                     f"{b['acquisition']:.3f} | {ref} |")
+        b, k, a, t = r["bopt"], r["bopt_kept"], r["bopt_amortized"], r.get("botorch")
+        kept = cell(k) if not k["refit"] else "= refit"
+        ref = (f"{cell(t)} | {t['total'] / b['total']:.1f}x | {t['total'] / a:.1f}x"
+               if t else "- | - | -")
+        lines.append(f"| {r['n']} | {r['q']} | {cell(b)} | {kept} | {a:.3f} | {ref} | "
+                     f"{r.get('load_average', '-')} |")
     (out / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
     _plot(rows, qs, out / f"scale_{tag}.png", machine["device"])
 
@@ -139,7 +181,11 @@ def _plot(rows: list[dict], qs: list[int], path: Path, device: str) -> None:
             if not pts:
                 continue
             ns = [p[0] for p in pts]
-            ax.plot(ns, [p[1]["total"] for p in pts], "o-", color=colour, label=f"{lib} total")
+            ax.plot(ns, [p[1]["total"] for p in pts], "o-", color=colour,
+                    label=f"{lib} total" + (" (refit round)" if lib == "bopt" else ""))
+            if lib == "bopt":
+                ax.plot(ns, [r["bopt_amortized"] for r in sub], "D-", color="tab:green",
+                        label="bopt total (amortized)")
             ax.plot(ns, [p[1]["fit"] for p in pts], "s--", color=colour, alpha=0.6,
                     label=f"{lib} fit")
             ax.plot(ns, [p[1]["acquisition"] for p in pts], "^:", color=colour, alpha=0.6,

@@ -297,10 +297,14 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         # Warm starts continue last round's optimisation: a few steps reach the new optimum
         # (at n = 100-400, 5 steps land within 5e-5 of it per observation, 10 within 1e-6).
         max_iter = 150 if warm is None else 10
-    theta, values, iters = minimize_batched(
-        _Objective(X, Y, layout), theta0, lo, hi,
-        free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
-        tol=1e-6, gtol=1e-4)
+    if max_iter == 0:  # no optimisation: the value alone, no gradient
+        with torch.no_grad():
+            theta, values, iters = theta0, _Objective(X, Y, layout)(theta0), 0
+    else:
+        theta, values, iters = minimize_batched(
+            _Objective(X, Y, layout), theta0, lo, hi,
+            free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
+            tol=1e-6, gtol=1e-4)
     report = FitReport(neg_log_posterior=math.nan, num_starts=len(starts), iterations=iters)
     best = values.argmin()
     best_value = float(values[best])

@@ -128,6 +128,11 @@ def key(space: Space, params: dict) -> tuple:
     (dict(beta=float("nan")), ValueError, r"beta must be a finite non-negative number; got nan"),
     (dict(beta="2"), ValueError, r"beta must be a finite non-negative number; got '2'"),
     (dict(device=3), ValueError, r"device must be 'auto', 'cpu', 'cuda' or a torch.device; got 3"),
+    (dict(refit_growth=-0.1), ValueError, r"refit_growth must be a number in \[0, 1\]; got -0.1"),
+    (dict(refit_growth=1.5), ValueError, r"refit_growth must be a number in \[0, 1\]; got 1.5"),
+    (dict(refit_growth=float("nan")), ValueError, r"refit_growth must be .*; got nan"),
+    (dict(refit_growth=True), ValueError, r"refit_growth must be .*; got True"),
+    (dict(refit_growth="0.1"), ValueError, r"refit_growth must be .*; got '0.1'"),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -606,6 +611,51 @@ def test_fit_and_fallback_failure_falls_back_to_random(monkeypatch):
     info = opt.diagnostics[-1]
     assert info.fallback == "random" and trial.source == "fallback-random"
     assert any("last good hyperparameters failed too" in w for w in info.warnings)
+
+
+def test_hyperparameters_are_kept_until_the_data_grow_by_refit_growth():
+    opt = Optimizer(continuous_space(), refit_growth=0.5, **FAST)
+    run_loop(opt, 12)
+    rounds = opt.diagnostics[3:]  # GP rounds at n = 3..11 observations
+    # Refit when n - n_fit >= max(1, int(0.5 n_fit)): at 3 (cold), 4, 6 and 9.
+    assert [r.num_observations for r in rounds if r.refit] == [3, 4, 6, 9]
+    last = None
+    for r in rounds:
+        if r.refit:
+            last = r
+        else:  # kept: the last estimate's hyperparameters, exactly
+            assert r.lengthscales == last.lengthscales and r.noise == last.noise
+
+
+@pytest.mark.parametrize("growth", [None, 0.0])
+def test_every_round_refits_below_a_hundred_observations_by_default(growth):
+    kwargs = {} if growth is None else {"refit_growth": growth}
+    opt = Optimizer(continuous_space(), **kwargs, **FAST)
+    run_loop(opt, 10)
+    assert [r.refit for r in opt.diagnostics] == [False] * 3 + [True] * 7
+
+
+def test_kept_hyperparameters_that_fail_are_re_estimated(monkeypatch):
+    opt = Optimizer(continuous_space(), refit_growth=0.5, **FAST)
+    run_loop(opt, 5)  # fits at n = 3 and 4; at n = 5 the estimate would be kept
+    real_fit, calls = bopt.engine.fit_gp, []
+
+    def flaky_fit(*args, max_iter=None, **kwargs):
+        calls.append(max_iter)
+        if max_iter == 0:
+            raise FitError("injected failure")
+        return real_fit(*args, max_iter=max_iter, **kwargs)
+
+    monkeypatch.setattr(bopt.engine, "fit_gp", flaky_fit)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert calls == [0, None]
+    assert info.refit and info.fallback is None and trial.source == "ei"
+    assert any("kept hyperparameters failed on the new data (injected failure)" in w
+               for w in info.warnings)
+    opt.observe(trial, objective(trial.params))
+    opt.suggest()
+    assert calls[2] == 0  # the next round tries to keep the fresh estimate
 
 
 @pytest.mark.parametrize("values", [

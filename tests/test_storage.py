@@ -61,6 +61,32 @@ def test_reopened_study_proposes_what_an_uninterrupted_one_would(tmp_path, acqui
     assert [t.value for t in again.history] == [t.value for t in ref.history]
 
 
+def test_reopened_study_keeps_the_refit_schedule(tmp_path):
+    """Rounds that keep the last hyperparameter estimate resume identically too: the stored
+    state says which data size the estimate was fitted on."""
+    kwargs = dict(seed=5, n_initial=4, num_raw_samples=64, refit_growth=0.5)
+    ref = Optimizer(_space(), **kwargs)
+    _run(ref, 11)
+    assert {r.refit for r in ref.diagnostics[4:]} == {True, False}
+    first = Optimizer(_space(), storage=tmp_path / "s.db", study="s", **kwargs)
+    _run(first, 7)  # the last fit was at n = 6; n = 7 and 8 keep it
+    again = Optimizer.load(tmp_path / "s.db", "s")
+    assert again.refit_growth == 0.5
+    _run(again, 4)
+    assert [t.params for t in again.history] == [t.params for t in ref.history]
+    assert [r.refit for r in again.diagnostics] == [r.refit for r in ref.diagnostics]
+
+
+def test_a_study_stored_before_refit_growth_loads_with_the_default(tmp_path):
+    Optimizer(_space(), storage=tmp_path / "s.db", study="s", refit_growth=0.3)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        (settings,) = conn.execute("SELECT settings FROM studies").fetchone()
+        settings = json.loads(settings)
+        assert settings.pop("refit_growth") == 0.3
+        conn.execute("UPDATE studies SET settings=?", (json.dumps(settings),))
+    assert Optimizer.load(tmp_path / "s.db", "s").refit_growth == 0.02
+
+
 def test_a_fresh_model_state_changes_the_continuation(tmp_path):
     """The previous test is not vacuous: without the stored hyperparameters the next
     proposal differs (a cold fit lands elsewhere)."""
