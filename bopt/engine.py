@@ -233,12 +233,12 @@ class Optimizer:
         pending_timeout: seconds after which a pending trial counts as stale (its worker
             presumably died): `suggest` then proposes its configuration once more, as a
             "retry" trial. None never marks trials stale.
-        refit_growth: re-estimate the GP's hyperparameters once the observations have grown
-            by this fraction since they were last estimated; in between, the GP is
+        refit_growth: re-estimate the GP's hyperparameters only once the observations have
+            grown by this fraction since they were last estimated; in between, the GP is
             conditioned on all observations with the last estimate (one Cholesky factor,
-            no optimisation). The default 0.02 re-estimates every round below 100
-            observations and every 40th round at 2,000, where a fit costs seconds while
-            the estimate barely moves. 0 re-estimates every round.
+            no optimisation). The default 0 re-estimates every round. 0.02 still does
+            below 100 observations, and every 40th round at 2,000, where a fit takes
+            seconds; the kept estimate fits the grown data less well (README.md).
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,
@@ -248,7 +248,7 @@ class Optimizer:
                  num_threads: int | str | None = "auto",
                  storage: str | os.PathLike | SQLiteStorage | None = None,
                  study: str = "default", pending_timeout: float | None = None,
-                 refit_growth: float = 0.02):
+                 refit_growth: float = 0.0):
         if not isinstance(space, Space):
             raise ArgumentError(f"space must be a bopt.Space; got {type(space).__name__}.")
         if acquisition not in STRATEGIES:

@@ -627,8 +627,8 @@ def test_hyperparameters_are_kept_until_the_data_grow_by_refit_growth():
             assert r.lengthscales == last.lengthscales and r.noise == last.noise
 
 
-@pytest.mark.parametrize("growth", [None, 0.0])
-def test_every_round_refits_below_a_hundred_observations_by_default(growth):
+@pytest.mark.parametrize("growth", [None, 0.0, 0.02])
+def test_every_round_refits_by_default_and_below_a_hundred_observations(growth):
     kwargs = {} if growth is None else {"refit_growth": growth}
     opt = Optimizer(continuous_space(), **kwargs, **FAST)
     run_loop(opt, 10)

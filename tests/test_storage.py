@@ -84,7 +84,7 @@ def test_a_study_stored_before_refit_growth_loads_with_the_default(tmp_path):
         settings = json.loads(settings)
         assert settings.pop("refit_growth") == 0.3
         conn.execute("UPDATE studies SET settings=?", (json.dumps(settings),))
-    assert Optimizer.load(tmp_path / "s.db", "s").refit_growth == 0.02
+    assert Optimizer.load(tmp_path / "s.db", "s").refit_growth == 0.0
 
 
 def test_a_fresh_model_state_changes_the_continuation(tmp_path):
