@@ -32,6 +32,10 @@ NOISE_FLOOR = 1e-6
 _NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noise variance
 _SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
 _LARGE_N = 400  # above this, the line search tries one step length
+# From this many observations the likelihood's gradient takes the closed form (_GaussianNLL).
+# Below, where both cost about the same, autograd through the Cholesky factor is kept: the
+# committed benchmark runs (at most 80 observations) then replay bit for bit.
+_CLOSED_FORM_MIN_N = 100
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 _LOG_2PI = math.log(2 * math.pi)
 _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
@@ -142,6 +146,45 @@ def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
     return _Objective(X, Y, layout, jitter)(theta)
 
 
+class _GaussianNLL(torch.autograd.Function):
+    """`h x n x n` covariances K, `n x 1` targets y -> `h` values 0.5 y'K^-1 y + 0.5 log|K|
+    (inf where K does not factorise), with the closed-form gradient 0.5 (K^-1 - a a'),
+    a = K^-1 y.
+
+    Autograd through the Cholesky factor costs about three n^3 products (two triangular
+    solves and a product); K^-1 from the factor costs two thirds of one: a value and
+    gradient 1.5 times faster at 400 observations, 1.7-2 times at 1,000-2,000.
+    """
+
+    @staticmethod
+    def forward(ctx, K: Tensor, y: Tensor) -> Tensor:
+        L, info = torch.linalg.cholesky_ex(K)
+        ok = info == 0
+        L = torch.where(ok[:, None, None], L, torch.eye(K.shape[-1], dtype=K.dtype,
+                                                          device=K.device))
+        alpha = torch.cholesky_solve(y.expand(K.shape[0], *y.shape), L)  # h x n x 1
+        value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
+            torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+        ctx.save_for_backward(L, alpha, ok)
+        return torch.where(ok, value, torch.full_like(value, float("inf")))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        L, alpha, ok = ctx.saved_tensors
+        g = torch.cholesky_inverse(L) - alpha @ alpha.transpose(-1, -2)  # h x n x n
+        g = g * (0.5 * torch.where(ok, grad, torch.zeros_like(grad)))[:, None, None]
+        return g, None
+
+
+def _nll_autograd(K: Tensor, y: Tensor) -> Tensor:
+    """`_GaussianNLL`'s value, differentiated by autograd through the Cholesky factor."""
+    L, info = torch.linalg.cholesky_ex(K)
+    alpha = torch.cholesky_solve(y.expand(K.shape[0], *y.shape), L)  # h x n x 1
+    value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
+        torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return torch.where(info == 0, value, torch.full_like(value, float("inf")))
+
+
 class _Objective:
     """`neg_log_posterior` with its constant tensors (prior, mask, identity) built once, so
     the optimisation loop copies nothing from the host per evaluation."""
@@ -160,13 +203,10 @@ class _Objective:
         X, Y, n = self.X, self.Y, self.X.shape[0]
         K = mixed(X, X, hypers, self.layout.continuous, self.layout.categorical)  # h x n x n
         K = K + (noise + self.jitter)[:, None, None] * self.eye
-        L, info = torch.linalg.cholesky_ex(K)
-        alpha = torch.cholesky_solve(Y.expand(theta.shape[0], n, 1), L)  # h x n x 1
-        fit = 0.5 * (Y * alpha).sum((-2, -1))
-        logdet = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         lp = _log_prior(theta, self.loc, self.sd, self.free)
-        value = (fit + logdet + 0.5 * n * _LOG_2PI - lp)
-        value = torch.where(info == 0, value / n, torch.full_like(value, float("inf")))
+        nll = _GaussianNLL.apply(K, Y) if n >= _CLOSED_FORM_MIN_N else _nll_autograd(K, Y)
+        value = (nll + 0.5 * n * _LOG_2PI - lp) / n
+        value = torch.where(torch.isinf(nll), nll, value)  # no factor: inf, and no gradient
         return value.reshape(batch_shape)
 
 

@@ -79,14 +79,10 @@ def test_warm_start_returns_the_same_optimum(problem):
     torch.testing.assert_close(theta, problem.theta, atol=1e-2, rtol=0.0)
 
 
-def test_neg_log_posterior_equals_dense_formula(problem):
+def _dense_neg_log_posterior(theta, X, Y, layout):
     """0.5 y^T K^-1 y + 0.5 log det K + n/2 log 2 pi - log prior (LogNormal kernel values,
-    Gamma noise), all / n."""
-    X, Y, layout = problem.X, problem.Y, problem.layout
+    Gamma noise), all / n, from dense solves (differentiable by autograd)."""
     spec = _spec(layout)
-    lo, hi = spec.bounds(F64, "cpu")
-    g = torch.Generator().manual_seed(3)
-    theta = lo + (hi - lo) * torch.rand(spec.p, generator=g, dtype=F64) * 0.5 + 0.25 * (hi - lo)
     n, dc, dk = X.shape[0], spec.dc, spec.dk
     values = theta.exp()
     hypers = MixedHypers(values[:dc], values[dc:dc + dk], values[dc + dk:dc + dk + 3])
@@ -108,10 +104,55 @@ def test_neg_log_posterior_equals_dense_formula(problem):
     log_prior = LogNormal(torch.tensor(locs, dtype=F64), torch.tensor(sds, dtype=F64)).log_prob(
         values[:-1])[used].sum()
     log_prior = log_prior + 0.1 * torch.log(values[-1]) - 30.0 * values[-1]
-    expected = (nll - log_prior) / n
-    ours = neg_log_posterior(theta, X, Y, layout)
+    return (nll - log_prior) / n
+
+
+def _random_theta(layout, seed):
+    spec = _spec(layout)
+    lo, hi = spec.bounds(F64, "cpu")
+    g = torch.Generator().manual_seed(seed)
+    return lo + (hi - lo) * torch.rand(spec.p, generator=g, dtype=F64) * 0.5 + 0.25 * (hi - lo)
+
+
+def test_neg_log_posterior_equals_dense_formula(problem):
+    theta = _random_theta(problem.layout, 3)
+    expected = _dense_neg_log_posterior(theta, problem.X, problem.Y, problem.layout)
+    ours = neg_log_posterior(theta, problem.X, problem.Y, problem.layout)
     assert ours.shape == ()
     torch.testing.assert_close(ours, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_neg_log_posterior_gradient_equals_autograd_through_dense_solves(
+        problem, closed_form, monkeypatch):
+    """Both gradient paths (the closed form 0.5 (K^-1 - a a') from 100 observations,
+    autograd through the factor below) against autograd of the dense formula."""
+    monkeypatch.setattr(bopt.model, "_CLOSED_FORM_MIN_N", 0 if closed_form else 10**9)
+    theta = _random_theta(problem.layout, 5)
+    grads = []
+    for f in (neg_log_posterior, _dense_neg_log_posterior):
+        t = theta.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(f(t, problem.X, problem.Y, problem.layout), t)
+        grads.append(grad)
+    assert grads[0].abs().max() > 1e-3  # not vacuous
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-8)
+
+
+def test_gaussian_nll_without_a_factor_is_inf_with_no_gradient():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(5, 5, generator=g, dtype=F64)
+    K = torch.stack([A @ A.T + torch.eye(5, dtype=F64), -torch.eye(5, dtype=F64)])
+    y = torch.randn(5, 1, generator=g, dtype=F64)
+    K.requires_grad_(True)
+    value = bopt.model._GaussianNLL.apply(K, y)
+    assert math.isfinite(float(value[0].detach())) and float(value[1].detach()) == math.inf
+    (grad,) = torch.autograd.grad(value.sum(), K)  # inf, but a gradient all the same
+    Kd = K[0].detach().clone().requires_grad_(True)
+    dense = 0.5 * y[:, 0] @ torch.linalg.solve(Kd, y[:, 0]) + 0.5 * torch.logdet(Kd)
+    (ref,) = torch.autograd.grad(dense, Kd)
+    torch.testing.assert_close(value[0], dense.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad[0], ref, atol=1e-12, rtol=1e-10)
+    assert torch.equal(grad[1], torch.zeros(5, 5, dtype=F64))
 
 
 def test_neg_log_posterior_batched_equals_loop(problem):
