@@ -114,6 +114,9 @@ def main() -> None:
                         help="do not time BoTorch above this many observations")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for both libraries (default 1)")
+    parser.add_argument("--botorch-from", metavar="JSON",
+                        help="take BoTorch's timings from an earlier scale_<device>.json of "
+                             "this machine instead of rerunning them (its rows must match)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,6 +125,11 @@ def main() -> None:
     sizes = [int(v) for v in args.n.split(",")]
     qs = [int(v) for v in args.q.split(",")]
     sobol = torch.quasirandom.SobolEngine(6, scramble=True, seed=0)
+    earlier = {}
+    if args.botorch_from:
+        earlier_run = json.loads(Path(args.botorch_from).read_text())
+        earlier = {(r["n"], r["q"]): r["botorch"] for r in earlier_run["rows"] if "botorch" in r}
+        earlier_commit = earlier_run["machine"].get("commit")
     rows = []
     for n in sizes:
         X = sobol.draw(n, dtype=torch.float64)
@@ -131,7 +139,9 @@ def main() -> None:
             row = {"n": n, "q": q, "bopt": time_bopt(X, y, q, args.device),
                    "bopt_kept": time_bopt(X, y, q, args.device, refit_growth=_GROWTH)}
             row["bopt_amortized"] = amortized(row["bopt"], row["bopt_kept"], n, _GROWTH)
-            if n <= args.skip_botorch_above:
+            if (n, q) in earlier:
+                row["botorch"] = {**earlier[(n, q)], "from": args.botorch_from}
+            elif n <= args.skip_botorch_above:
                 row["botorch"] = time_botorch(X, y, q, args.device)
             row["load_average"] = round(os.getloadavg()[0], 2)  # 1-minute, after the row
             rows.append(row)
@@ -161,6 +171,10 @@ def main() -> None:
                if t else "- | - | -")
         lines.append(f"| {r['n']} | {r['q']} | {cell(b)} | {kept} | {a:.3f} | {ref} | "
                      f"{r.get('load_average', '-')} |")
+    if earlier:
+        lines += ["", f"BoTorch's timings come from an earlier run of this script on the same "
+                      f"machine and data (`--botorch-from`, commit {earlier_commit}); bopt's "
+                      "were measured afterwards."]
     (out / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
     _plot(rows, qs, out / f"scale_{tag}.png", machine["device"])
 
