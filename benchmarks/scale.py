@@ -62,10 +62,14 @@ def time_bopt(X: torch.Tensor, y: torch.Tensor, q: int, device: str,
             "refit": rounds[0].refit}
 
 
-def amortized(refit: dict, kept: dict, n: int, growth: float) -> float:
-    """Seconds per suggest call over one refit period: one refit round, gap - 1 kept ones."""
-    gap = max(1, int(growth * n))
-    return (refit["total"] + (gap - 1) * kept["total"]) / gap
+def amortized(refit: dict, kept: dict, n: int, q: int, growth: float) -> float:
+    """Seconds per suggest(q) call over one refit period of a long study: the estimate is
+    redone once the data grew by `gap = max(1, int(growth n))`, i.e. every ceil(gap / q)
+    calls, and kept in the calls between."""
+    if kept["refit"]:  # too few observations to keep anything
+        return refit["total"]
+    calls = -(-max(1, int(growth * n)) // q)
+    return (refit["total"] + (calls - 1) * kept["total"]) / calls
 
 
 def time_botorch(X: torch.Tensor, y: torch.Tensor, q: int, device: str) -> dict:
@@ -116,20 +120,34 @@ def main() -> None:
                         help="torch intra-op threads for both libraries (default 1)")
     parser.add_argument("--botorch-from", metavar="JSON",
                         help="take BoTorch's timings from an earlier scale_<device>.json of "
-                             "this machine instead of rerunning them (its rows must match)")
+                             "this machine, device and thread count instead of rerunning them")
+    parser.add_argument("--report-only", metavar="JSON",
+                        help="time nothing: rewrite the markdown and plot from this JSON")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = [int(v) for v in args.n.split(",")]
-    qs = [int(v) for v in args.q.split(",")]
-    sobol = torch.quasirandom.SobolEngine(6, scramble=True, seed=0)
+    if args.report_only:
+        run = json.loads(Path(args.report_only).read_text())
+        _report(run["machine"], run["rows"], out)
+        return
+    torch.set_num_threads(args.threads)
+    machine = describe_machine()
+    machine["device"] = args.device if args.device == "cpu" else torch.cuda.get_device_name()
+    machine["commit"] = _commit()
     earlier = {}
     if args.botorch_from:
         earlier_run = json.loads(Path(args.botorch_from).read_text())
+        for key in ("device", "torch_threads", "cpu"):
+            if earlier_run["machine"].get(key) != machine[key]:
+                parser.error(f"--botorch-from {args.botorch_from}: its {key} is "
+                             f"{earlier_run['machine'].get(key)!r}, this run's {machine[key]!r}")
         earlier = {(r["n"], r["q"]): r["botorch"] for r in earlier_run["rows"] if "botorch" in r}
-        earlier_commit = earlier_run["machine"].get("commit")
+        machine["botorch_from"] = {"path": args.botorch_from,
+                                   "commit": earlier_run["machine"].get("commit")}
+    sizes = [int(v) for v in args.n.split(",")]
+    qs = [int(v) for v in args.q.split(",")]
+    sobol = torch.quasirandom.SobolEngine(6, scramble=True, seed=0)
     rows = []
     for n in sizes:
         X = sobol.draw(n, dtype=torch.float64)
@@ -138,45 +156,53 @@ def main() -> None:
         for q in qs:
             row = {"n": n, "q": q, "bopt": time_bopt(X, y, q, args.device),
                    "bopt_kept": time_bopt(X, y, q, args.device, refit_growth=_GROWTH)}
-            row["bopt_amortized"] = amortized(row["bopt"], row["bopt_kept"], n, _GROWTH)
             if (n, q) in earlier:
-                row["botorch"] = {**earlier[(n, q)], "from": args.botorch_from}
+                row["botorch"] = earlier[(n, q)]
             elif n <= args.skip_botorch_above:
                 row["botorch"] = time_botorch(X, y, q, args.device)
             row["load_average"] = round(os.getloadavg()[0], 2)  # 1-minute, after the row
             rows.append(row)
             print(json.dumps(row), flush=True)
-    machine = describe_machine()
-    machine["device"] = args.device if args.device == "cpu" else torch.cuda.get_device_name()
-    machine["commit"] = _commit()
     tag = "cpu" if args.device == "cpu" else "cuda"
     (out / f"scale_{tag}.json").write_text(json.dumps({"machine": machine, "rows": rows},
                                                       indent=1))
+    _report(machine, rows, out)
+
+
+def _report(machine: dict, rows: list[dict], out: Path) -> None:
+    """scale_<device>.md and .png from the timings."""
+    tag = "cpu" if machine["device"] == "cpu" else "cuda"
     lines = [f"# Suggest latency versus observations ({machine['device']})", "",
-             f"Machine: {machine['summary']}; commit {machine['commit']}. Hartmann6 data at Sobol points, d = 6; bopt's fit "
-             "warm started as in a running study; BoTorch: SingleTaskGP + fit_gpytorch_mll + "
-             "(q)LogEI + optimize_acqf(10 restarts, 512 raw samples). Seconds per suggest "
-             "call (q points).", "",
+             f"Machine: {machine['summary']}; commit {machine.get('commit')}. Hartmann6 data "
+             "at Sobol points, d = 6; bopt's fit warm started as in a running study; BoTorch: "
+             "SingleTaskGP + fit_gpytorch_mll + (q)LogEI + optimize_acqf(10 restarts, 512 raw "
+             "samples). Seconds per suggest call (q points). The load column is the 1-minute "
+             "load average after each row.", "",
              "| n | q | bopt (fit + acq) | bopt kept round (fit + acq) | "
-             "bopt amortized | BoTorch (fit + acq) | BoTorch / bopt | "
-             "BoTorch / bopt amortized | load |", "|---|---|---|---|---|---|---|---|---|"]
+             f"bopt amortized, refit_growth={_GROWTH} | BoTorch (fit + acq) | BoTorch / bopt | "
+             "BoTorch / bopt amortized † | load |", "|---|---|---|---|---|---|---|---|---|"]
 
     def cell(t: dict) -> str:
         return f"{t['total']:.3f} ({t['fit']:.3f} + {t['acquisition']:.3f})"
 
     for r in rows:
-        b, k, a, t = r["bopt"], r["bopt_kept"], r["bopt_amortized"], r.get("botorch")
+        b, k, t = r["bopt"], r["bopt_kept"], r.get("botorch")
+        a = amortized(b, k, r["n"], r["q"], _GROWTH)
+        r["bopt_amortized"] = a
         kept = cell(k) if not k["refit"] else "= refit"
         ref = (f"{cell(t)} | {t['total'] / b['total']:.1f}x | {t['total'] / a:.1f}x"
                if t else "- | - | -")
         lines.append(f"| {r['n']} | {r['q']} | {cell(b)} | {kept} | {a:.3f} | {ref} | "
                      f"{r.get('load_average', '-')} |")
-    if earlier:
-        lines += ["", f"BoTorch's timings come from an earlier run of this script on the same "
-                      f"machine and data (`--botorch-from`, commit {earlier_commit}); bopt's "
-                      "were measured afterwards."]
+    lines += ["", "† Not like for like: BoTorch's loop re-estimates its hyperparameters every "
+                  f"round, bopt with refit_growth={_GROWTH} only every 2% more data."]
+    if machine.get("botorch_from"):
+        lines += ["", "BoTorch's timings come from an earlier run of this script on the same "
+                      f"machine and data (`--botorch-from {machine['botorch_from']['path']}`, "
+                      f"commit {machine['botorch_from']['commit']}); bopt's were measured "
+                      "afterwards."]
     (out / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
-    _plot(rows, qs, out / f"scale_{tag}.png", machine["device"])
+    _plot(rows, sorted({r["q"] for r in rows}), out / f"scale_{tag}.png", machine["device"])
 
 
 def _plot(rows: list[dict], qs: list[int], path: Path, device: str) -> None:

@@ -875,14 +875,17 @@ class Optimizer:
             try:
                 model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=warm,
                                               max_iter=0 if reuse else None)
+                if reuse and report.jitter and self._theta_n != X.shape[0]:
+                    raise FitError(f"the covariance needed jitter {report.jitter:g}")
             except FitError as err:
                 if not reuse or self._theta_n == X.shape[0]:  # same data: it would fail again
                     raise
-                # The kept hyperparameters do not factorise the grown data: re-estimate.
+                # The kept hyperparameters do not suit the grown data: re-estimate from the
+                # prior (a warm start at a point that does not factorise cannot move).
                 info.warnings.append(f"kept hyperparameters failed on the new data ({err}); "
                                      "re-estimated them")
                 reuse = False
-                model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=warm)
+                model, theta, report = fit_gp(X, Y, self.space.layout)
             if not reuse:
                 self._theta, self._theta_n = theta, X.shape[0]
             info.refit = not reuse

@@ -337,28 +337,29 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         # Warm starts continue last round's optimisation: a few steps reach the new optimum
         # (at n = 100-400, 5 steps land within 5e-5 of it per observation, 10 within 1e-6).
         max_iter = 150 if warm is None else 10
-    if max_iter == 0:  # no optimisation: the value alone, no gradient
-        with torch.no_grad():
-            theta, values, iters = theta0, _Objective(X, Y, layout)(theta0), 0
+    report = FitReport(neg_log_posterior=math.nan, num_starts=len(starts), iterations=0)
+    if max_iter == 0:  # the warm start as it is: one factor, below, and no optimisation
+        theta_best = theta0[0]
     else:
-        theta, values, iters = minimize_batched(
+        theta, values, report.iterations = minimize_batched(
             _Objective(X, Y, layout), theta0, lo, hi,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
             tol=1e-6, gtol=1e-4)
-    report = FitReport(neg_log_posterior=math.nan, num_starts=len(starts), iterations=iters)
-    best = values.argmin()
-    best_value = float(values[best])
-    if not math.isfinite(best_value):
-        report.warnings.append("marginal likelihood not finite at any start; "
-                               "kept the starting hyperparameters")
-    report.neg_log_posterior = best_value
-    theta_best = theta[best]
+        best = values.argmin()
+        if not math.isfinite(float(values[best])):
+            report.warnings.append("marginal likelihood not finite at any start; "
+                                   "kept the starting hyperparameters")
+        theta_best = theta[best]
     hypers, noise = spec.unpack(theta_best)
     L, jitter = cholesky_with_jitter(X, hypers, noise, layout)
     if jitter > 0:
         report.jitter = jitter
         report.warnings.append(f"covariance needed jitter {jitter:g} to factorise")
     model = BoptGP(X, Y, layout, hypers, noise + jitter, L)
-    report.log_marginal_likelihood = float(
-        -0.5 * (Y * model.alpha).sum() - torch.log(torch.diagonal(L)).sum() - 0.5 * n * _LOG_2PI)
+    log_ml = -0.5 * (Y * model.alpha).sum() - torch.log(torch.diagonal(L)).sum() \
+        - 0.5 * n * _LOG_2PI
+    log_prior = _log_prior(theta_best.unsqueeze(0), *spec.prior(dtype, device), spec.free(device))
+    # The fit's objective at the result (with the jitter the factor needed, if any).
+    report.neg_log_posterior = float((-log_ml - log_prior[0]) / n)
+    report.log_marginal_likelihood = float(log_ml)
     return model, theta_best.detach(), report

@@ -496,10 +496,9 @@ def _slice_model(opt: Optimizer, done: list[Trial]) -> tuple[BoptGP, Tensor, Out
     """
     with opt._lock, _torch_threads(opt._threads_for_suggest()):
         X, Y, transform, _, _ = opt._training_data(done, opt.device)
-        same_data = opt._theta is not None and opt._theta_n == X.shape[0]
         warm = None if opt._theta is None else opt._theta.to(X.device)
         model, _, _ = fit_gp(X, Y, opt.space.layout, warm_start=warm,
-                             max_iter=0 if same_data else None)
+                             max_iter=0 if opt._reuse_hyperparameters(X.shape[0]) else None)
     return model, Y, transform
 
 

@@ -640,22 +640,51 @@ def test_kept_hyperparameters_that_fail_are_re_estimated(monkeypatch):
     run_loop(opt, 5)  # fits at n = 3 and 4; at n = 5 the estimate would be kept
     real_fit, calls = bopt.engine.fit_gp, []
 
-    def flaky_fit(*args, max_iter=None, **kwargs):
-        calls.append(max_iter)
+    def flaky_fit(*args, max_iter=None, warm_start=None, **kwargs):
+        calls.append((max_iter, warm_start is not None))
         if max_iter == 0:
             raise FitError("injected failure")
-        return real_fit(*args, max_iter=max_iter, **kwargs)
+        return real_fit(*args, max_iter=max_iter, warm_start=warm_start, **kwargs)
 
     monkeypatch.setattr(bopt.engine, "fit_gp", flaky_fit)
     trial = opt.suggest()
     info = opt.diagnostics[-1]
-    assert calls == [0, None]
+    assert calls == [(0, True), (None, False)]  # kept, then re-estimated from the prior
     assert info.refit and info.fallback is None and trial.source == "ei"
     assert any("kept hyperparameters failed on the new data (injected failure)" in w
                for w in info.warnings)
     opt.observe(trial, objective(trial.params))
     opt.suggest()
-    assert calls[2] == 0  # the next round tries to keep the fresh estimate
+    assert calls[2] == (0, True)  # the next round tries to keep the fresh estimate
+
+
+def test_kept_hyperparameters_that_need_jitter_are_re_estimated(monkeypatch):
+    opt = Optimizer(continuous_space(), refit_growth=0.5, **FAST)
+    run_loop(opt, 5)
+    real_fit, calls = bopt.engine.fit_gp, []
+
+    def jittery_fit(*args, max_iter=None, **kwargs):
+        calls.append(max_iter)
+        model, theta, report = real_fit(*args, max_iter=max_iter, **kwargs)
+        if max_iter == 0:
+            report.jitter = 1e-4
+        return model, theta, report
+
+    monkeypatch.setattr(bopt.engine, "fit_gp", jittery_fit)
+    opt.suggest()
+    info = opt.diagnostics[-1]
+    assert calls == [0, None] and info.refit
+    assert any("kept hyperparameters failed on the new data (the covariance needed jitter "
+               "0.0001)" in w for w in info.warnings)
+
+
+def test_an_estimate_from_more_data_than_there_is_is_not_kept():
+    """E.g. a study reopened with model state that another worker fitted on more data."""
+    opt = Optimizer(continuous_space(), refit_growth=0.5, **FAST)
+    run_loop(opt, 5)
+    opt._theta_n += 5
+    opt.suggest()
+    assert opt.diagnostics[-1].refit and opt._theta_n == 5
 
 
 @pytest.mark.parametrize("values", [
