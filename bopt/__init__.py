@@ -15,6 +15,15 @@ from bopt.space import Categorical, Float, Int, Space
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """`bopt.benchmarks` on first use, so `import bopt` alone stays light."""
+    if name == "benchmarks":
+        import importlib
+
+        return importlib.import_module("bopt.benchmarks")
+    raise AttributeError(f"module 'bopt' has no attribute {name!r}")
+
 __all__ = [
     "ArgumentError", "BoptError", "Categorical", "Float", "Int", "ObservationError", "Optimizer",
     "ParameterError", "RoundInfo", "SearchSpaceError", "Space", "SpaceExhaustedError", "Trial",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -269,3 +271,12 @@ def test_svm_digits_is_a_deterministic_error_rate() -> None:
     assert 0.0 <= value <= 1.0
     assert value < 0.05  # a sensible RBF SVM classifies digits at about 99% accuracy
     assert problem(config) == value
+
+
+def test_benchmarks_are_reachable_from_a_plain_import_bopt(tmp_path):
+    code = ("import bopt, sys; assert 'bopt.benchmarks' not in sys.modules; "
+            "print(bopt.benchmarks.list_problems()[0])\n"
+            "try:\n    bopt.no_such_thing\nexcept AttributeError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)  # the installed package, not the source folder
+    assert out.stdout.splitlines() == ["branin", "module 'bopt' has no attribute 'no_such_thing'"]
