@@ -888,7 +888,7 @@ class Optimizer:
                 model, theta, report = fit_gp(X, Y, self.space.layout)
             if not reuse:
                 self._theta, self._theta_n = theta, X.shape[0]
-            info.refit = not reuse
+            info.refit = info.refit or not reuse  # a rerun on the CPU after OOM keeps True
             info.warnings += report.warnings
             info.log_marginal_likelihood = report.log_marginal_likelihood
         except FitError as err:

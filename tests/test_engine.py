@@ -975,6 +975,33 @@ def test_out_of_memory_on_the_device_reruns_the_round_on_the_cpu(monkeypatch):
     assert any("out of memory on cuda" in w for w in info.warnings)
 
 
+def test_a_round_refitted_before_running_out_of_memory_says_so(monkeypatch):
+    """The device attempt re-estimated the hyperparameters, then ran out of memory in the
+    acquisition; the CPU rerun reuses that estimate, and the round still reads refit."""
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 4)
+    opt.device = torch.device("cuda")
+    real_proposal, real_maximize = Optimizer._gp_proposal, bopt.engine.multistart_maximize
+    calls = []
+
+    def device_attempt(self, tid, complete, info, device):  # the "GPU" round runs on the CPU
+        return real_proposal(self, tid, complete, info, torch.device("cpu"))
+
+    def maximize_once_oom(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_maximize(*args, **kwargs)
+
+    monkeypatch.setattr(Optimizer, "_gp_proposal", device_attempt)
+    monkeypatch.setattr(bopt.engine, "multistart_maximize", maximize_once_oom)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert len(calls) == 2 and info.fallback == "cpu" and trial.source == "ei"
+    assert info.refit
+
+
 def test_out_of_memory_on_the_cpu_falls_back_to_random(monkeypatch):
     opt = Optimizer(continuous_space(), **FAST)
     run_loop(opt, 3)
