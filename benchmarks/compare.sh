@@ -5,8 +5,8 @@
 #
 # BoTorch's loop is the slowest reference here: its mixed optimiser,
 # optimize_acqf_mixed_alternating, takes 10-60 s per round on this 2-core machine, so it runs
-# 5 seeds on the continuous problems, 2 on mixed_cat3 and what time allowed on mixed_int,
-# conditional and svm_digits (report.md lists the runs per method). Everything else runs 10.
+# 5 seeds, except 2 on mixed_cat3 (report.md lists the runs per method). Everything else
+# runs 10 seeds, 20 on svm_digits.
 # Resumable: finished runs in runs.jsonl are skipped. `bopt bench --out DIR` (no runs left)
 # rewrites the report. benchmarks/results/compare/README.md says which commit produced which runs.
 set -euo pipefail
@@ -23,7 +23,7 @@ run --problems svm_digits --methods ei,ucb,ts,random,sobol,optuna-gp,optuna-tpe 
 run --problems branin,hartmann6,ackley6,rosenbrock4 --methods botorch --seeds 5 \
     --budget branin:40,hartmann6:80,ackley6:80,rosenbrock4:60 --no-report
 run --problems mixed_cat3 --methods botorch --seeds 2 --budget 60 --no-report
-for problem in svm_digits:40:2 conditional:60:2 mixed_int:60:1; do
+for problem in svm_digits:40:5 conditional:60:5 mixed_int:60:5; do
     IFS=: read -r name budget seeds <<< "$problem"
     run --problems "$name" --methods botorch --seeds "$seeds" --budget "$budget" --no-report
 done
