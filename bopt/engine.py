@@ -728,7 +728,6 @@ class Optimizer:
             raise StorageError(f"{verb}(): trial {pending.id} could not be updated.")
         return self._trials[pending.id]
 
-
     def _generator(self, trial_id: int, device: torch.device) -> torch.Generator:
         """Randomness for one round, a function of (seed, trial id) alone."""
         g = torch.Generator(device=device)
@@ -870,15 +869,16 @@ class Optimizer:
         start = time.perf_counter()
         model = None
         reuse = kept = self._reuse_hyperparameters(X.shape[0])
+        grown = reuse and self._theta_n != X.shape[0]  # kept across new data, not one batch
         try:
             warm = None if self._theta is None else self._theta.to(X.device)
             try:
                 model, theta, report = fit_gp(X, Y, self.space.layout, warm_start=warm,
                                               max_iter=0 if reuse else None)
-                if reuse and report.jitter and self._theta_n != X.shape[0]:
+                if grown and report.jitter:
                     raise FitError(f"the covariance needed jitter {report.jitter:g}")
             except FitError as err:
-                if not reuse or self._theta_n == X.shape[0]:  # same data: it would fail again
+                if not grown:  # a fresh fit, or the same data: it would fail again
                     raise
                 # The kept hyperparameters do not suit the grown data: re-estimate from the
                 # prior (a warm start at a point that does not factorise cannot move).

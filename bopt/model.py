@@ -162,9 +162,7 @@ class _GaussianNLL(torch.autograd.Function):
         ok = info == 0
         L = torch.where(ok[:, None, None], L, torch.eye(K.shape[-1], dtype=K.dtype,
                                                           device=K.device))
-        alpha = torch.cholesky_solve(y.expand(K.shape[0], *y.shape), L)  # h x n x 1
-        value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
-            torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+        value, alpha = _nll_from_factor(L, y)
         ctx.save_for_backward(L, alpha, ok)
         return torch.where(ok, value, torch.full_like(value, float("inf")))
 
@@ -176,12 +174,19 @@ class _GaussianNLL(torch.autograd.Function):
         return g, None
 
 
+def _nll_from_factor(L: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """`h x n x n` Cholesky factors of K -> `h` values 0.5 y'K^-1 y + 0.5 log|K| and the
+    `h x n x 1` solves K^-1 y."""
+    alpha = torch.cholesky_solve(y.expand(L.shape[0], *y.shape), L)
+    value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
+        torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return value, alpha
+
+
 def _nll_autograd(K: Tensor, y: Tensor) -> Tensor:
     """`_GaussianNLL`'s value, differentiated by autograd through the Cholesky factor."""
     L, info = torch.linalg.cholesky_ex(K)
-    alpha = torch.cholesky_solve(y.expand(K.shape[0], *y.shape), L)  # h x n x 1
-    value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
-        torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    value, _ = _nll_from_factor(L, y)
     return torch.where(info == 0, value, torch.full_like(value, float("inf")))
 
 
