@@ -19,7 +19,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from bopt.acquisition.quasi_newton import minimize_batched
+from bopt.errors import ArgumentError
+from bopt.optim import minimize_batched
 from bopt.layout import (Layout, active_mask, canonicalize, decode_integer, encode_integer,
                          fill_activated, integer_grid_round)
 
@@ -175,6 +176,21 @@ def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int
     return cand[torch.arange(x.shape[0], device=x.device), best].unsqueeze(1)
 
 
+def _raw_candidates(layout: Layout, generator: torch.Generator, *, q: int, num: int,
+                    seeds: Tensor | None, dtype: torch.dtype, device) -> Tensor:
+    """`r x q x d` raw candidates: `num` scrambled Sobol sets, then (q = 1) `num // 4`
+    perturbations of the `m x d` seed points."""
+    d = layout.d
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+    sobol = torch.quasirandom.SobolEngine(d * q, scramble=True, seed=seed)
+    U = sobol.draw(num, dtype=dtype).to(device).reshape(num, q, d)
+    raw = unit_to_layout(U, layout)
+    if seeds is not None and seeds.shape[0] > 0 and q == 1:
+        extra = _perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator)
+        raw = torch.cat([raw, extra.unsqueeze(1)])
+    return raw
+
+
 def multistart_maximize(
     score: Score,
     layout: Layout,
@@ -208,20 +224,13 @@ def multistart_maximize(
     Returns:
         `b x q x d` candidate sets, best first, and their `b` scores.
     """
-    d = layout.d
     device = generator.device if device is None else device
     discrete = bool(layout.categorical or layout.integers)
     if q > 1 and discrete:
-        raise ValueError("multistart_maximize: q > 1 needs a purely continuous layout; "
+        raise ArgumentError(f"multistart_maximize(q={q}): q > 1 needs a purely continuous layout; "
                          "suggest batches one point at a time instead.")
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
-    sobol = torch.quasirandom.SobolEngine(d * q, scramble=True, seed=seed)
-    U = sobol.draw(num_raw_samples, dtype=dtype).to(device).reshape(num_raw_samples, q, d)
-    raw = unit_to_layout(U, layout)
-    if seeds is not None and seeds.shape[0] > 0 and q == 1:
-        extra = _perturb(seeds.to(dtype=dtype, device=device), num_raw_samples // 4, layout,
-                         generator)
-        raw = torch.cat([raw, extra.unsqueeze(1)])
+    raw = _raw_candidates(layout, generator, q=q, num=num_raw_samples, seeds=seeds,
+                          dtype=dtype, device=device)  # r x q x d
     with torch.no_grad():
         raw_values = score(raw)  # r
     X = raw[_select_starts(raw_values, num_restarts, generator)]  # b x q x d

@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 
-from bopt.acquisition import ACQUISITIONS
+from bopt.acquisition.registry import STRATEGIES
 from bopt.errors import BoptError
 
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--problem", default="hartmann6",
                       help="test problem name (see bopt.benchmarks.list_problems())")
     demo.add_argument("--acquisition", default="ei",
-                      choices=ACQUISITIONS + ("random", "sobol"))
+                      choices=STRATEGIES)
     demo.add_argument("--budget", type=_positive_int, default=60, help="number of evaluations")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     bench = sub.add_parser("bench", help="benchmark methods on test problems, with plots and "
                                          "a markdown report")
-    from bopt.benchmarks.runner import add_bench_arguments, run_bench_from_args
+    from bopt.benchmarks.cli import add_bench_arguments, run_bench_from_args
 
     add_bench_arguments(bench)
     bench.set_defaults(run=run_bench_from_args)

@@ -1,7 +1,9 @@
 """Exceptions raised at bopt's public boundary.
 
 Each subclass also derives from the built-in exception a caller would naturally catch
-(``ValueError`` or ``KeyError``), so ``except ValueError`` keeps working.
+(``ValueError``, ``KeyError`` or ``RuntimeError``), so ``except ValueError`` keeps working.
+This module is a leaf: every part of bopt, the kernels and acquisitions included, may raise
+these without importing anything else of bopt.
 """
 
 
@@ -38,3 +40,13 @@ class SpaceExhaustedError(BoptError, RuntimeError):
 
 class StorageError(BoptError, RuntimeError):
     """A study database cannot be opened, or does not match what the caller declared."""
+
+
+class NumericalError(BoptError, RuntimeError):
+    """Numerical trouble a model round can degrade from (a covariance that will not
+    factorise, an acquisition without a finite value). Not a programming error: those are
+    other exceptions, and they propagate."""
+
+
+class FitError(NumericalError):
+    """No usable covariance factor, even with the largest jitter."""

@@ -13,7 +13,7 @@ import os
 from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from bopt.engine import Optimizer, Trial
+    from bopt.trial import Trial
 
 TRIAL_FIELDS = ("id", "status", "value", "source", "note", "retry_of", "created", "completed")
 
@@ -63,13 +63,12 @@ def write_csv(records: list[dict[str, Any]], target: str | os.PathLike | IO[str]
         writer.writerows(records)
 
 
-def write_json(opt: Optimizer, target: str | os.PathLike | IO[str]) -> None:
-    """The space, the direction and every trial (parameters nested) as one JSON document;
-    values and choices keep their exact types."""
-    trials = [{**{f: getattr(t, f) for f in TRIAL_FIELDS}, "params": t.params}
-              for t in opt.history]
-    document = {"study": opt.study, "direction": opt.direction,
-                "space": opt.space.to_dict(), "trials": trials}
+def write_json(target: str | os.PathLike | IO[str], *, study: str, direction: str,
+               space: dict, trials: Sequence[Trial]) -> None:
+    """The study's name, direction, space (`Space.to_dict()`) and every trial (parameters
+    nested) as one JSON document; values and choices keep their exact types."""
+    rows = [{**{f: getattr(t, f) for f in TRIAL_FIELDS}, "params": t.params} for t in trials]
+    document = {"study": study, "direction": direction, "space": space, "trials": rows}
     with _text_out(target) as f:
         json.dump(document, f, indent=1, allow_nan=False)
         f.write("\n")

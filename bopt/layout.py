@@ -73,10 +73,6 @@ class Layout:
         return tuple(k + self._extra_level(c) for c, k in
                      zip(self.categorical, self.categorical_sizes))
 
-    @property
-    def is_conditional(self) -> bool:
-        return bool(self.conditions)
-
 
 def active_mask(X: Tensor, layout: Layout) -> Tensor:
     """Which entries of `X` are active under the layout's conditions.

@@ -2,7 +2,7 @@
 
 `fit_gp` maximises the marginal likelihood plus log priors for several hyperparameter
 starts at once (one batched Cholesky per evaluation), with the sync-free box-constrained
-L-BFGS of `bopt.acquisition.quasi_newton`, all in float64 on the data's device. The result
+L-BFGS of `bopt.optim`, all in float64 on the data's device. The result
 is a BoTorch `Model` (so BoTorch acquisitions run on it) that also caches its Cholesky
 factor for the fast `mean_std` path bopt's own acquisitions use.
 
@@ -24,7 +24,8 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ZeroMean
 from torch import Tensor
 
-from bopt.acquisition.quasi_newton import minimize_batched
+from bopt.optim import minimize_batched
+from bopt.errors import FitError
 from bopt.kernels import MixedHypers, make_mixed_kernel, mixed, mixed_cross, mixed_diag
 from bopt.layout import Layout
 
@@ -39,10 +40,6 @@ _CLOSED_FORM_MIN_N = 100
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 _LOG_2PI = math.log(2 * math.pi)
 _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
-
-
-class FitError(RuntimeError):
-    """No usable covariance factor, even with the largest jitter."""
 
 
 @dataclass
@@ -305,6 +302,18 @@ def cholesky_with_jitter(X: Tensor, hypers: MixedHypers, noise: Tensor,
     raise FitError(f"covariance not positive definite even with jitter {_JITTERS[-1]:g}")
 
 
+def _starts(spec: _Theta, X: Tensor, warm: Tensor | None, *, single: bool) -> list[Tensor]:
+    """`p` starting points of the fit: cold, the prior mode and a smoother start; warm, the
+    warm start, with the prior mode beside it unless `single` (each start costs a Cholesky
+    per step)."""
+    lo, hi = spec.bounds(X.dtype, X.device)
+    mode = spec.mode(X.dtype, X.device)
+    if warm is None:
+        return [mode, (mode + torch.cat([torch.full((spec.dc + spec.dk,), math.log(3.0)),
+                                         torch.zeros(4)]).to(X)).clamp(lo, hi)]
+    return [warm] if single else [warm, mode]
+
+
 def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = None,
            max_iter: int | None = None) -> tuple[BoptGP, Tensor, FitReport]:
     """Fit hyperparameters by MAP and return the conditioned GP.
@@ -326,16 +335,9 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
     spec = _Theta(len(layout.continuous), len(layout.categorical))
     dtype, device = X.dtype, X.device
     lo, hi = spec.bounds(dtype, device)
-    mode = spec.mode(dtype, device)
     n = X.shape[0]
     warm = None if warm_start is None else torch.minimum(torch.maximum(warm_start.to(X), lo), hi)
-    if warm is None:  # cold: the prior mode and a smoother start
-        starts = [mode, (mode + torch.cat([torch.full((spec.dc + spec.dk,), math.log(3.0)),
-                                           torch.zeros(4)]).to(X)).clamp(lo, hi)]
-    elif max_iter == 0 or n > _SECOND_START_MAX_N:  # each start costs a Cholesky per step
-        starts = [warm]
-    else:
-        starts = [warm, mode]
+    starts = _starts(spec, X, warm, single=max_iter == 0 or n > _SECOND_START_MAX_N)
     theta0 = torch.stack(starts)  # h x p
     steps = (1.0, 0.25) if n <= _LARGE_N else (1.0,)
     if max_iter is None:

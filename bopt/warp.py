@@ -39,21 +39,16 @@ def yeo_johnson(y: Tensor, lam: Tensor) -> Tensor:
     return torch.where(y >= 0, pos, neg)
 
 
-def warp_standardized(Y: Tensor) -> tuple[Tensor, float]:
-    """Warp standardised values and standardise them again.
+def warp_standardized(Y: Tensor) -> tuple[Tensor, float, float, float]:
+    """Warp standardised values with the likeliest lambda, then standardise them again.
 
     Args:
         Y: `n x 1` standardised values (higher is better).
 
     Returns:
-        `n x 1` warped, standardised values (same order) and the lambda chosen.
+        `n x 1` warped, standardised values (same order), the lambda chosen, and the mean
+        and standard deviation the second standardisation divided out.
     """
-    W, lam, _, _ = _warp_with_moments(Y)
-    return W, lam
-
-
-def _warp_with_moments(Y: Tensor) -> tuple[Tensor, float, float, float]:
-    """`warp_standardized`, also returning the mean and standard deviation it divided out."""
     y = Y.squeeze(-1)
     first, last, count = _LAMBDAS
     lams = torch.linspace(first, last, count, dtype=y.dtype, device=y.device)
@@ -186,7 +181,7 @@ def transform_outputs(values: Tensor, *, maximize: bool
         warnings.append("all observed values are equal; the model sees a flat objective")
         std = 1.0
     Z = ((y - mean) / std).unsqueeze(-1)  # n x 1
-    Y, lam, warped_mean, warped_std = _warp_with_moments(Z)
+    Y, lam, warped_mean, warped_std = warp_standardized(Z)
     transform = OutputTransform(sign, scale, fence, spread if fence is not None else 1.0,
                                 mean, std, lam, warped_mean, warped_std)
     return Y, transform, warnings, num_outliers

@@ -11,6 +11,7 @@ from gpytorch.constraints import Positive
 from gpytorch.kernels import Kernel
 from torch import Tensor
 
+from bopt.errors import ArgumentError
 from bopt.kernels.functional import MixedHypers, mixed, mixed_diag, overlap
 from bopt.layout import Layout
 
@@ -35,8 +36,9 @@ class CategoricalKernel(Kernel):
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params) -> Tensor:
         ls = self.lengthscale.squeeze(-2) if self.lengthscale.dim() > 1 else self.lengthscale
         ls = ls.expand(*ls.shape[:-1], x1.shape[-1])  # one shared lengthscale without ARD
-        if diag:
-            return torch.ones(x1.shape[:-1], dtype=x1.dtype, device=x1.device)
+        if diag:  # exp(0) = 1 on the diagonal, with the batch dims of points and lengthscales
+            batch = torch.broadcast_shapes(x1.shape[:-2], ls.shape[:-1])
+            return torch.ones(*batch, x1.shape[-2], dtype=x1.dtype, device=x1.device)
         return overlap(x1, x2, ls)
 
 
@@ -54,7 +56,8 @@ class MixedKernel(Kernel):
     def __init__(self, continuous: tuple[int, ...], categorical: tuple[int, ...]):
         super().__init__()
         if not continuous and not categorical:
-            raise ValueError("MixedKernel needs at least one continuous or categorical column.")
+            raise ArgumentError("MixedKernel(continuous=(), categorical=()): needs at least one "
+                                "column; pass the layout's continuous or categorical indices.")
         self.continuous = tuple(continuous)
         self.categorical = tuple(categorical)
         self.register_parameter("raw_cont_lengthscale",

@@ -1,4 +1,5 @@
-"""Shared fixtures: two seeded toy problems with fitted GPs, and a point sampler.
+"""Shared fixtures: two seeded toy problems with fitted GPs, a point sampler, and the
+precisions (`dtype`, with its default `atol`) numeric tests run in.
 
 Everything is seeded through explicit generators; the global RNG is never touched. The fits
 are session-scoped (one `fit_gp` each, about a second on a laptop CPU).
@@ -15,6 +16,13 @@ from torch import Tensor
 
 from bopt.layout import Layout
 from bopt.model import BoptGP, FitReport, fit_gp
+
+# The precisions every numeric test runs in; request the `dtype` fixture rather than
+# importing this (tests/ is not a package, so `from tests.conftest import DTYPES` only
+# resolves when pytest happens to run from the repository root through `python -m`).
+DTYPES = (torch.float32, torch.float64)
+# Default absolute tolerances per precision (STYLE.md section 6); a looser one says why.
+ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 CONTINUOUS_LAYOUT = Layout(d=3, continuous=(0, 1, 2))
 # Two continuous columns, then two categoricals of three choices each.
@@ -60,6 +68,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=DTYPES, ids=lambda dtype: str(dtype).removeprefix("torch."))
+def dtype(request) -> torch.dtype:
+    """Each precision of `DTYPES` in turn."""
+    return request.param
+
+
+@pytest.fixture
+def atol(dtype) -> float:
+    """The default absolute tolerance for `dtype`: 1e-10 in float64, 1e-5 in float32."""
+    return ATOL[dtype]
 
 
 @pytest.fixture(scope="session")

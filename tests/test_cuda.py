@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import bopt
-from bopt.acquisition import log_expected_improvement, minimize_batched, multistart_maximize
+from bopt.acquisition import log_expected_improvement, multistart_maximize
+from bopt.optim import minimize_batched
 from bopt.layout import Layout
 from bopt.model import fit_gp
 
@@ -61,7 +62,7 @@ def test_batched_lbfgs_loop_never_syncs_with_the_host():
 
 
 def test_one_fit_step_and_one_acquisition_step_never_sync():
-    from bopt.acquisition.quasi_newton import _value_and_grad
+    from bopt.optim import _value_and_grad
     from bopt.model import _Objective, _Theta
 
     X, Y = _data()

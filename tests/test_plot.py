@@ -167,7 +167,8 @@ def test_importance_bars_sum_to_one_largest_on_top(opt, tmp_path):
 
 
 def test_slice_1d_in_user_units_leaves_the_optimizer_unchanged(opt):
-    before = (opt.history, opt.diagnostics, opt._theta.clone(), opt._theta_n)
+    warm = opt.warm_start
+    before = (opt.history, opt.diagnostics, warm.theta.clone(), warm.num_observations)
     fig = plot_slice(opt, ["rate"])
     _check_figure(fig, 2)  # the 2-D test saves a PNG
     posterior, acquisition = fig.axes
@@ -179,7 +180,7 @@ def test_slice_1d_in_user_units_leaves_the_optimizer_unchanged(opt):
     assert len(curves) == 3
     for curve in curves:
         assert np.nanmin(curve.get_ydata()) == 0.0 and np.nanmax(curve.get_ydata()) == 1.0
-    after = (opt.history, opt.diagnostics, opt._theta, opt._theta_n)
+    after = (opt.history, opt.diagnostics, opt.warm_start.theta, opt.warm_start.num_observations)
     assert before[:2] == after[:2] and before[3] == after[3]
     torch.testing.assert_close(before[2], after[2], rtol=0, atol=0)
 
@@ -241,7 +242,7 @@ def test_slice_of_a_conditional_parameter_needs_its_parent():
 
 @pytest.mark.parametrize("call, match", [
     (lambda o: plot_convergence(o, direction="up"),
-     r"direction must be 'minimize' or 'maximize'; got 'up'"),
+     r"direction must be one of \('minimize', 'maximize'\); got 'up'"),
     (lambda o: plot_convergence([o.history[0], 3]),
      r"plot_convergence: item #1 is int 3; pass an Optimizer or a list of Trials"),
     (lambda o: plot_convergence("trials"),

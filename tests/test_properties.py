@@ -411,7 +411,7 @@ class LoopMachine(RuleBasedStateMachine):
         self.space = space
         self.opt = Optimizer(space, **self.kwargs)
         event("space: " + ("finite" if space.grid_size is not None else "with floats")
-              + (", conditional" if space.layout.is_conditional else ""))
+              + (", conditional" if space.layout.conditions else ""))
         self.records: dict[int, _Record] = {}  # trial id -> what this machine expects
         self.handles = {}  # trial id -> the Trial object suggest returned
         self.seen: set[tuple] = set()  # keys of every config suggested or observed
@@ -593,7 +593,7 @@ class LoopMachine(RuleBasedStateMachine):
     @rule(n=st.sampled_from([0, -1, 1.5, True, "2", [1]]))
     def suggest_bad_count(self, n):
         self._rejects(lambda: self.opt.suggest(n), ArgumentError,
-                      f"suggest(n): n must be a positive int or None; got {n!r}")
+                      f"suggest(n): n must be an int >= 1; got {n!r}")
 
     @rule(arg=st.sampled_from(_NOT_TRIALS), verb=st.sampled_from(["observe", "fail"]))
     def report_not_a_trial(self, arg, verb):

@@ -8,7 +8,6 @@ from bopt.errors import SearchSpaceError
 from bopt.sobol import sobol_points
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n, d, seed", [(1, 1, 0), (16, 3, 7), (50, 6, 123), (8, 40, 2)])
 def test_matches_draw_sobol_samples_exactly(n, d, seed, dtype):
     bounds = torch.stack([torch.zeros(d, dtype=dtype), torch.ones(d, dtype=dtype)])  # 2 x d

@@ -1,4 +1,5 @@
-"""Tests for bopt.space: declaration checks, validation, encode/decode, designs, storage.
+"""Tests for bopt.space: space declaration, validation, activity, encode/decode, designs,
+storage and keys. The parameter types themselves are tested in tests/test_params.py.
 
 Also covers the layout helpers (`active_mask`, `canonicalize`, `integer_grid_round`) on the
 layout a conditional space produces.
@@ -24,11 +25,25 @@ from bopt.layout import (
 )
 from bopt.space import Categorical, Float, Int, Space
 
-DTYPES = [torch.float32, torch.float64]
-
 
 def _atol(dtype):
     return 1e-10 if dtype == torch.float64 else 1e-6
+
+
+def typed_space() -> Space:
+    """Finite and conditional, with True, 1, 1.0 and "1" as four choices of one parent;
+    12 configs: flag True (n: 3), 1 and "1" (m False: 1, m 0: k 2, m 0.0: 1), 1.0 (1)."""
+    return Space([
+        Categorical("flag", [True, 1, 1.0, "1"]),
+        Int("n", 1, 3, when={"flag": True}),
+        Categorical("m", [False, 0, 0.0], when={"flag": [1, "1"]}),
+        Int("k", 1, 2, when={"m": 0}),
+    ])
+
+
+def typed_items(config):
+    """`(name, type, value)` triples, so that True, 1 and 1.0 compare apart."""
+    return [(name, type(value), value) for name, value in config.items()]
 
 
 def mixed_space() -> Space:
@@ -75,59 +90,6 @@ def assert_configs_equal(space, got, expected, *, rel=1e-12):
 
 
 # --------------------------------------------------------------------------- declaration
-
-
-@pytest.mark.parametrize("make, match", [
-    (lambda: Float("", 0, 1), r"Float\(name=''\): the name must be a non-empty str"),
-    (lambda: Int(3, 0, 1), r"Int\(name=3\): the name must be a non-empty str, got int"),
-    (lambda: Float("x", 1.0, 1.0), r"Float\('x'\): need low < high, got low=1.0, high=1.0"),
-    (lambda: Int("n", 5, 2), r"Int\('n'\): need low < high, got low=5, high=2"),
-    (lambda: Float("x", 0, math.inf), r"bounds must be finite, got high=inf"),
-    (lambda: Float("x", math.nan, 1), r"bounds must be finite, got low=nan"),
-    (lambda: Float("x", "0", 1), r"low must be a real number, got str '0'"),
-    (lambda: Float("x", True, 2), r"low must be a real number, got bool True"),
-    (lambda: Float("x", 0.0, 1.0, log=True), r"log=True needs low > 0, got low=0.0"),
-    (lambda: Int("n", 0, 8, log=True), r"Int\('n'\): log=True needs low > 0, got low=0"),
-    (lambda: Float("x", 1, 2, log="yes"), r"log must be True or False, got 'yes'"),
-    (lambda: Int("n", 0.5, 3), r"Int\('n'\): bounds must be integers, got low=0.5"),
-    (lambda: Int("n", 0, 2**60), r"bounds must lie within \+-2\*\*49"),
-    (lambda: Categorical("c", []), r"Categorical\('c'\): choices is empty"),
-    (lambda: Categorical("c", "abc"), r"choices must be a list or tuple, got str"),
-    (lambda: Categorical("c", {"a", "b"}), r"choices must be a list or tuple, got set"),
-    (lambda: Categorical("c", ["a", "b", "a"]), r"choice 'a' appears twice \(#0 and #2\)"),
-    (lambda: Categorical("c", [1, 2, 1]), r"choice 1 appears twice"),
-    (lambda: Categorical("c", ["a", None]), r"choice #1 is NoneType None; choices must be str"),
-    (lambda: Categorical("c", [1.0, math.nan]), r"choice #1 is nan; use finite numbers"),
-    (lambda: Float("x", 0, 1, when={"a": "u", "b": "v"}), r"`when` must map exactly one"),
-    (lambda: Float("x", 0, 1, when={}), r"`when` must map exactly one parent"),
-    (lambda: Float("x", 0, 1, when=["a"]), r"`when` must map exactly one parent"),
-    (lambda: Float("x", 0, 1, when={"a": []}), r"when=\{'a': \[\]\} allows no value"),
-    (lambda: Float("x", 0, 1, when={1: "a"}), r"the parent in `when` must be a parameter name"),
-    (lambda: Int("n", 1, 2, when={"a": [None]}), r"when\['a'\] holds NoneType None"),
-])
-def test_parameter_declaration_errors(make, match):
-    with pytest.raises(SearchSpaceError, match=match):
-        make()
-
-
-def test_parameters_normalize_and_compare_by_type():
-    assert Int("n", 1.0, np.int64(4)) == Int("n", 1, 4)
-    assert type(Int("n", 1.0, 4).low) is int
-    assert type(Float("x", 0, 1).low) is float
-    assert Float("x", 0, 1, when={"c": "a"}).when == {"c": ("a",)}
-    assert Float("x", 0, 1, when={"c": ["a", "a", "b"]}).allowed == ("a", "b")
-    # True, 1 and 1.0 are distinct choices, and spaces with them are distinct.
-    assert Categorical("c", [True, 1, 1.0]).choices == (True, 1, 1.0)
-    assert Categorical("c", [True, False]) != Categorical("c", [1, 0])
-    assert hash(Categorical("c", ["a"])) == hash(Categorical("c", ("a",)))
-    assert Float("x", 0, 1, when={"c": True}) != Float("x", 0, 1, when={"c": 1})
-    assert Categorical("c", [np.str_("a"), np.bool_(True)]).choices == ("a", True)
-
-
-def test_parameters_are_frozen():
-    p = Float("x", 0, 1)
-    with pytest.raises(AttributeError):
-        p.low = 0.5
 
 
 def _cat(name, choices=("a", "b"), **kw):
@@ -201,7 +163,7 @@ def test_layout_of_mixed_conditional_space():
         Condition(column=4, parent=3, allowed=(0,)),  # warmup: nesterov is True
     )
     assert layout.categorical_levels == (3, 3)  # nesterov gains an inactive level
-    assert layout.is_conditional
+    assert layout.conditions
 
 
 # --------------------------------------------------------------------------- validation
@@ -263,19 +225,9 @@ def test_validate_normalizes_types_and_order():
     assert space.contains(config)
 
 
-def test_categorical_values_compare_by_type():
-    space = Space([Categorical("c", [1, True, 1.0, "1"])])
-    for value in [1, True, 1.0, "1"]:
-        got = space.validate({"c": value})["c"]
-        assert type(got) is type(value)
-    with pytest.raises(ParameterError, match=r"'c' = False \(bool\) is not among"):
-        space.validate({"c": False})
-
-
 # --------------------------------------------------------------------------- encode / decode
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_encode_linear_floats_matches_botorch_normalize(dtype):
     space = Space([Float("a", -2.0, 3.0), Float("b", 10.0, 10.5)])
     values = torch.tensor([[-2.0, 10.0], [3.0, 10.5], [0.7, 10.123], [1.1, 10.4]],
@@ -288,7 +240,6 @@ def test_encode_linear_floats_matches_botorch_normalize(dtype):
                                rtol=0.0)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_encode_closed_forms(dtype):
     space = Space([Float("lr", 1e-4, 1.0, log=True), Int("n", 2, 10), Int("m", 1, 64, log=True),
                    Categorical("c", ["x", "y", "z"])])
@@ -324,7 +275,6 @@ def test_encode_validates_every_config():
         space.encode(MIXED_CONFIGS[0])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_round_trip_every_type_and_nesting(dtype):
     space = mixed_space()
     X = space.encode(MIXED_CONFIGS, dtype=dtype)
@@ -399,7 +349,7 @@ def test_designs_are_valid_deterministic_and_seeded(method):
     draw = getattr(space, method)
     configs = draw(32, seed=4)
     assert len(configs) == 32 and all(space.contains(c) for c in configs)
-    assert configs == draw(32, seed=4)
+    assert configs == draw(32, seed=4) == draw(np.int64(32), seed=np.int64(4))
     assert configs != draw(32, seed=5)
     assert draw(0, seed=0) == []
     state = torch.random.get_rng_state()
@@ -407,14 +357,17 @@ def test_designs_are_valid_deterministic_and_seeded(method):
     assert torch.equal(state, torch.random.get_rng_state())
 
 
+@pytest.mark.parametrize("method", ["sample", "sobol"])
 @pytest.mark.parametrize("n, seed, match", [
-    (-1, 0, r"sample\(\): n must be a non-negative int, got -1"),
-    (2.0, 0, r"n must be a non-negative int, got 2.0"),
-    (4, None, r"seed must be an int, got None"),
+    (-1, 0, r"n must be an int >= 0; got -1"),
+    (2.0, 0, r"n must be an int >= 0; got 2.0"),
+    (True, 0, r"n must be an int >= 0; got True"),
+    (4, None, r"seed must be an int; got None"),
+    (4, 1.0, r"seed must be an int; got 1.0"),
 ])
-def test_design_bad_arguments(n, seed, match):
-    with pytest.raises(ParameterError, match=match):
-        Space([Float("x", 0, 1)]).sample(n, seed)
+def test_design_bad_arguments(method, n, seed, match):
+    with pytest.raises(ParameterError, match=rf"{method}\(\): {match}"):
+        getattr(Space([Float("x", 0, 1)]), method)(n, seed)
 
 
 def test_sobol_covers_each_integer_equally():
@@ -514,19 +467,91 @@ def test_grid_size_counts_conditional_configurations():
     assert Space([Int("n", 1, 4, log=True)]).grid_size == 4
 
 
+def test_grid_lists_each_configuration_once_parents_slowest():
+    space = typed_space()
+    grid = list(space.grid())
+    assert len(grid) == space.grid_size == 12
+
+    def with_m(flag):
+        return [{"flag": flag, "m": False}, {"flag": flag, "m": 0, "k": 1},
+                {"flag": flag, "m": 0, "k": 2}, {"flag": flag, "m": 0.0}]
+
+    expected = ([{"flag": True, "n": n} for n in (1, 2, 3)] + with_m(1) + [{"flag": 1.0}]
+                + with_m("1"))
+    assert [typed_items(c) for c in grid] == [typed_items(c) for c in expected]
+    assert len({space.key(c) for c in grid}) == 12
+    with pytest.raises(SearchSpaceError, match=r"grid\(\) needs a finite space"):
+        mixed_space().grid()
+
+
 def test_key_is_canonical_and_type_aware():
     space = mixed_space()
     config = MIXED_CONFIGS[0]
     assert space.key(config) == space.key({**config, "layers": 2.0, "dropout": np.float64(0.1)})
     assert space.key(config) != space.key({**config, "dropout": 0.2})
     hash(space.key(config))
-    flags = Space([Categorical("c", [True, 1])])
-    assert flags.key({"c": True}) != flags.key({"c": 1})
+    flags = Space([Float("x", 0, 1), Categorical("c", [True, 1])])
+    assert flags.key({"x": 0.5, "c": True}) != flags.key({"x": 0.5, "c": 1})
     with pytest.raises(ParameterError, match=r"missing parameter 'dropout'"):
         space.key({"lr": 1e-3, "optimizer": "adam", "layers": 2})
+    with pytest.raises(ParameterError, match=r"parameter 'x' = 5.0 is outside"):
+        flags.key({"x": 5.0, "c": 1})
+    # validated=True trusts the config (keyword only): out of range passes unchecked.
+    assert flags.key({"x": 5.0, "c": 1}, validated=True) == (("x", 5.0), ("c", 1))
+    with pytest.raises(TypeError):
+        flags.key({"x": 0.5, "c": 1}, True)
 
 
-# --------------------------------------------------------------------------- layout helpers
+def _space_configs(space: Space) -> list[dict]:
+    """Configs as the space itself returns them: decoded, from_unit, sampled, Sobol, grid."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.rand(64, len(space), generator=generator, dtype=torch.float64)  # n x d
+    configs = (space.decode(1.2 * X - 0.1) + space.from_unit(X) + space.sample(64, seed=1)
+               + space.sobol(32, seed=2))
+    return configs + (list(space.grid()) if space.grid_size is not None else [])
+
+
+@pytest.mark.parametrize("make", [mixed_space, typed_space])
+def test_configs_of_the_space_agree_with_key_active_config_and_is_active(make):
+    space = make()
+    fill = {p.name: p.choices[-1] if isinstance(p, Categorical) else p.high for p in space}
+    validated = [space.validate(c) for c in MIXED_CONFIGS] if make is mixed_space else []
+    for config in _space_configs(space) + validated:
+        fast, checked = space.key(config, validated=True), space.key(config)
+        assert fast == checked and repr(fast) == repr(checked)  # repr: True, 1, 1.0 apart
+        assert typed_items(space.active_config({**fill, **config})) == typed_items(config)
+        assert [p.is_active(config) for p in space] == [name in config for name in space.names]
+
+
+# --------------------------------------------------------------------------- activity
+
+
+def test_active_config_follows_nested_conditions():
+    space = mixed_space()
+    adam = {"lr": 1e-3, "optimizer": "adam", "layers": 2, "dropout": 0.1}
+    values = {**dict(reversed(MIXED_CONFIGS[0].items())), "not_a_parameter": 1}
+    got = space.active_config(values)
+    assert list(got.items()) == list(MIXED_CONFIGS[0].items())  # column order, extras dropped
+    assert list(space.active_config({**values, "nesterov": False})) == [
+        "lr", "optimizer", "momentum", "nesterov", "layers", "dropout"]
+    # adam: momentum and nesterov go, and warmup with them although values["nesterov"] is True.
+    assert space.active_config({**values, **adam}) == adam
+    assert space.active_config(adam) == adam  # inactive parameters may be left out
+    assert space.active_config({**adam, "layers": 99})["layers"] == 99  # trusted, unchecked
+
+
+def test_active_config_compares_choices_by_type():
+    def active(**values):
+        return typed_items(typed_space().active_config({"n": 2, "m": 0, "k": 1, **values}))
+
+    assert active(flag=True) == [("flag", bool, True), ("n", int, 2)]
+    assert active(flag=1) == [("flag", int, 1), ("m", int, 0), ("k", int, 1)]
+    assert active(flag=1.0) == [("flag", float, 1.0)]
+    assert active(flag="1", m=0.0) == [("flag", str, "1"), ("m", float, 0.0)]
+    assert active(flag=1, m=False) == [("flag", int, 1), ("m", bool, False)]
+
+
+# --------------------------------------------------------------------------- encodings agree with the layout
 
 
 def test_active_mask_matches_config_keys():

@@ -8,7 +8,6 @@ from bopt.warp import (OUTLIER_FENCE_IQRS, transform_outputs, warp_standardized,
                        yeo_johnson_inverse)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_yeo_johnson_equals_scipy(dtype):
     y = torch.tensor([-30.0, -2.5, -0.3, 0.0, 0.4, 1.7, 12.0], dtype=dtype)
     lams = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=dtype)
@@ -30,7 +29,7 @@ def test_a_heavy_tail_of_poor_values_is_compressed():
     y = -torch.cat([torch.rand(40, generator=g, dtype=torch.float64),
                     torch.tensor([1e3, 5e3, 2e4], dtype=torch.float64)])
     Y = _standardize(y)
-    W, lam = warp_standardized(Y)
+    W, lam, _, _ = warp_standardized(Y)
     assert lam == 2.0  # the strongest compression on this grid: a logarithm of the poor tail
     good = slice(0, 40)
     # The informative part spreads out (3.2x measured here; a log caps how much outliers
@@ -47,14 +46,14 @@ def test_a_few_excellent_values_keep_their_lead():
     g = torch.Generator().manual_seed(1)
     y = torch.cat([-20 + 0.5 * torch.rand(40, generator=g, dtype=torch.float64),
                    torch.tensor([-8.0, -5.0], dtype=torch.float64)])
-    W, lam = warp_standardized(_standardize(y))
+    W, lam, _, _ = warp_standardized(_standardize(y))
     assert lam == 1.0  # identity: [1, 2] never shrinks the good tail
     torch.testing.assert_close(W, _standardize(y), atol=1e-12, rtol=0.0)
 
 
 def test_flat_values_pass_through():
     Y = torch.zeros(5, 1, dtype=torch.float64)
-    W, lam = warp_standardized(Y)
+    W, lam, _, _ = warp_standardized(Y)
     assert lam == 1.0 and torch.equal(W, Y)
 
 

@@ -12,28 +12,29 @@ All methods minimise. The BoTorch loop works on bopt's encoding (`Space.encode` 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from bopt.errors import BoptError
+from bopt.acquisition.registry import STRATEGIES
+from bopt.benchmarks.errors import BenchmarkArgumentError, MissingDependencyError
 from bopt.layout import encode_integer
 from bopt.space import Categorical, Float, Int, Space
 
 REFERENCE_METHODS = ("botorch", "optuna-tpe", "optuna-gp")
+# Every benchmark method: bopt's strategies first, then the references.
+METHODS = STRATEGIES + REFERENCE_METHODS
 
 # Integer columns with more values than this are optimised continuously and rounded by
 # `Space.decode` instead of being listed as discrete values.
 _MAX_LISTED_INTEGERS = 1000
-
-
-class MissingDependencyError(BoptError, ImportError):
-    """A benchmark method needs an optional library that is not installed."""
 
 
 @dataclass
@@ -78,18 +79,25 @@ def require(module: str, method: str) -> Any:
     except ImportError as err:
         raise MissingDependencyError(
             f"benchmark method {method!r} needs the {module!r} package, which is not "
-            f"installed ({err}); install the benchmark extras: pip install 'bopt[bench]' (from a clone: pip install -e '.[bench]')."
+            f"installed ({err}); install the benchmark extras: pip install 'bopt[bench]' "
+            "(from a clone: pip install -e '.[bench]')."
         ) from None
 
 
 def make_reference(method: str, space: Space, *, seed: int,
                    device: str | torch.device = "cpu") -> Loop:
-    """Build a reference loop by name ("botorch", "optuna-tpe" or "optuna-gp")."""
+    """Build a reference loop by name ("botorch", "optuna-tpe" or "optuna-gp").
+
+    Raises:
+        BenchmarkArgumentError: `method` is not one of `REFERENCE_METHODS`.
+    """
     if method == "botorch":
         return BotorchLoop(space, seed=seed, device=device)
     if method in ("optuna-tpe", "optuna-gp"):
         return OptunaLoop(space, method, seed=seed)
-    raise ValueError(f"unknown reference method {method!r}; choose from {REFERENCE_METHODS}.")
+    raise BenchmarkArgumentError(
+        f"make_reference(): unknown reference method {method!r}; choose from "
+        f"{list(REFERENCE_METHODS)!r}.")
 
 
 # --------------------------------------------------------------------------- BoTorch
@@ -212,31 +220,33 @@ class OptunaLoop:
     """Optuna's `TPESampler` or `GPSampler` through `study.ask()` / `study.tell()`.
 
     Parameters are asked define-by-run in the space's parent-first order, and a conditional
-    parameter only when it is active, so Optuna sees the same conditional structure.
+    parameter only when it is active, so Optuna sees the same conditional structure. Optuna's
+    per-trial INFO lines are silenced during the loop's own calls only (`_quiet`); the
+    caller's log level is left as it was.
     """
 
     def __init__(self, space: Space, method: str, *, seed: int):
-        optuna = require("optuna", method)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if method == "optuna-tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed)
-        else:
-            require("scipy", method)
-            sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        self._optuna = optuna = require("optuna", method)
+        with _quiet(optuna):
+            if method == "optuna-tpe":
+                sampler = optuna.samplers.TPESampler(seed=seed)
+            else:
+                require("scipy", method)
+                sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+            self._study = optuna.create_study(direction="minimize", sampler=sampler)
         self.n_initial = getattr(sampler, "_n_startup_trials", 10)  # Optuna's default: 10
         self.device = torch.device("cpu")  # Optuna's samplers run on the CPU
         self.space = space
         self._source = method.removeprefix("optuna-")
-        self._study = optuna.create_study(direction="minimize", sampler=sampler)
         self._pending: dict[tuple, Any] = {}
 
     def ask(self) -> tuple[dict, RoundTiming]:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _quiet(self._optuna):
             warnings.simplefilter("always")
             trial = self._study.ask()
             config: dict[str, Any] = {}
             for p in self.space.params:
-                if _is_active(p, config):
+                if p.is_active(config):
                     config[p.name] = _suggest(trial, p)
         self._pending[self.space.key(config)] = trial
         model_based = len(self._study.trials) > self.n_initial
@@ -246,17 +256,19 @@ class OptunaLoop:
 
     def tell(self, config: dict, value: float) -> None:
         trial = self._pending.pop(self.space.key(config))
-        self._study.tell(trial, value)
+        with _quiet(self._optuna):
+            self._study.tell(trial, value)
 
 
-def _is_active(p, config: dict) -> bool:
-    """Whether `p` is active given its (already chosen) parent value in `config`."""
-    if p.parent is None:
-        return True
-    if p.parent not in config:
-        return False
-    value = config[p.parent]
-    return any(type(v) is type(value) and v == value for v in p.allowed)
+@contextlib.contextmanager
+def _quiet(optuna) -> Iterator[None]:
+    """Optuna's log level at WARNING (or the caller's, if quieter) inside; the caller's after."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def _suggest(trial, p) -> Any:

@@ -4,6 +4,9 @@ Per problem (and budget): the median best-so-far regret with its inter-quartile 
 method against the evaluation number (best-so-far value when the optimum is unknown), the
 median suggest time against the number of observations, and a markdown table of final
 regret and suggest time, with ratios to BoTorch's when BoTorch ran.
+
+Figures are drawn with matplotlib's object-oriented API (`matplotlib.figure.Figure`), never
+through pyplot: writing a report leaves the caller's backend and open figures alone.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from bopt.benchmarks.runner import METHODS, RUNS_FILE, read_runs
+from bopt.acquisition.registry import STRATEGIES
+from bopt.benchmarks.errors import NoRunsError
+from bopt.benchmarks.records import RUNS_FILE, read_runs
+from bopt.benchmarks.references import METHODS
 
 REGRET_FLOOR = 1e-10  # regrets below this are drawn at it on the log axis
 _REFERENCE = "botorch"
@@ -45,7 +51,7 @@ class MethodSummary:
 
 
 def group_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, list[dict]]]:
-    """`{(problem, budget): {method: [records ordered by seed]}}`, methods in `METHODS` order."""
+    """`{(problem, budget): {method: [records ordered by seed]}}`, bopt's methods first."""
     groups: dict[tuple[str, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         groups[(r["problem"], r["budget"])][r["method"]].append(r)
@@ -62,7 +68,8 @@ def _method_rank(method: str) -> tuple[int, str]:
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, Any]:
-    """One colour per method, the same in every figure (tab10 in `METHODS` order)."""
+    """One colour per method, the same in every figure (tab10: bopt's methods, references,
+    then any other name alphabetically)."""
     import matplotlib
 
     palette = matplotlib.colormaps["tab10"].colors
@@ -72,7 +79,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, Any]:
 
 
 def _style(method: str) -> str:
-    return "--" if method not in METHODS[:5] else "-"  # references dashed, bopt solid
+    return "-" if method in STRATEGIES else "--"  # bopt solid, references dashed
 
 
 # --------------------------------------------------------------------------- statistics
@@ -115,25 +122,29 @@ def summarize(method: str, runs: list[dict]) -> MethodSummary:
 # --------------------------------------------------------------------------- plots
 
 
-def _finish(fig, ax, path: Path, num_methods: int) -> Path:
-    """Grid, legend, save and close: the common end of every figure here."""
-    import matplotlib.pyplot as plt
+def _create_axes():
+    """A figure of the report's size outside pyplot (no backend, no figure manager) and its axes."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    return fig, fig.subplots()
+
+
+def _finish(fig, ax, path: Path, num_methods: int) -> Path:
+    """Grid, legend and save: the common end of every figure here."""
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, ncols=2 if num_methods > 4 else 1)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_regret(problem: str, by_method: dict[str, list[dict]], path: Path, *,
                 colors: dict[str, Any]) -> Path:
     """Median best-so-far regret (log y) with its inter-quartile band, per method."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     known = all(r.get("regret") is not None for runs in by_method.values() for r in runs)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    fig, ax = _create_axes()
     for method, runs in by_method.items():
         T = _traces(runs)  # runs x budget
         if known:
@@ -163,10 +174,9 @@ def plot_regret(problem: str, by_method: dict[str, list[dict]], path: Path, *,
 def plot_suggest_seconds(problem: str, by_method: dict[str, list[dict]], path: Path, *,
                          colors: dict[str, Any]) -> Path:
     """Median (over seeds) suggest seconds against the number of observations (log y)."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    fig, ax = _create_axes()
     for method, runs in by_method.items():
         per_n: dict[int, list[float]] = defaultdict(list)
         for r in runs:
@@ -280,15 +290,12 @@ def write_report(out_dir: str | Path) -> Path:
         The path of `report.md`.
 
     Raises:
-        FileNotFoundError: if `out_dir` holds no runs.
+        NoRunsError: if `out_dir` holds no runs (a `FileNotFoundError` too).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     out = Path(out_dir)
     records = read_runs(out / RUNS_FILE)
     if not records:
-        raise FileNotFoundError(f"write_report(): no runs in {out / RUNS_FILE}; run "
+        raise NoRunsError(f"write_report(): no runs in {out / RUNS_FILE}; run "
                                 "run_benchmark(...) (or `bopt bench`) into that folder first.")
     groups = group_runs(records)
     colors = method_colors(sorted({r["method"] for r in records}, key=_method_rank))

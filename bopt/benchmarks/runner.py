@@ -1,25 +1,22 @@
-"""The benchmark harness: run (problem, method, seed) triples and record each as a JSON line.
+"""The benchmark harness: plan (problem, method, seed) runs, execute them, record each one.
 
-`run_benchmark` appends one line per finished run to `out_dir/runs.jsonl` and skips runs
-already recorded there (same problem, method, seed and budget), so an interrupted benchmark
-resumes where it stopped. Runs go to spawned worker processes when `workers > 1`; only the
-parent writes the file. Every run uses one intra-op torch thread (`torch.set_num_threads(1)`)
-so that parallel runs do not fight over cores and timings stay comparable.
+`run_benchmark` appends one record per finished run to `out_dir/runs.jsonl` (the format is
+`bopt.benchmarks.records`) and skips runs already recorded there (same problem, method, seed
+and budget), so an interrupted benchmark resumes where it stopped. Runs go to spawned worker
+processes when `workers > 1`; only the parent writes the file. Every run uses one intra-op
+torch thread (`torch.set_num_threads(1)`) so that parallel runs do not fight over cores and
+timings stay comparable.
 
-`add_bench_arguments` / `run_bench_from_args` are the `bopt bench` command line.
+The `bopt bench` command line is `bopt.benchmarks.cli`; the report, `bopt.benchmarks.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as futures
 import itertools
-import json
 import multiprocessing
 import numbers
-import os
 import socket
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -28,25 +25,18 @@ from typing import Any
 
 import torch
 
-from bopt.benchmarks.references import (REFERENCE_METHODS, Loop, MissingDependencyError,
-                                        RoundTiming, make_reference)
+from bopt.acquisition.registry import STRATEGIES, is_model_based
+from bopt.benchmarks.errors import BenchmarkArgumentError, BenchmarkError
 from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.problems import get_problem
+from bopt.benchmarks.records import (KEY_FIELDS, RUNS_FILE, append_record,
+                                     recorded_keys)
+from bopt.benchmarks.references import (METHODS, Loop, RoundTiming,
+                                        make_reference, require)
 from bopt.engine import Optimizer
-from bopt.errors import BoptError
+from bopt.validation import check_int
 
-BOPT_METHODS = ("ei", "ucb", "ts", "random", "sobol")
-METHODS = BOPT_METHODS + REFERENCE_METHODS
-RUNS_FILE = "runs.jsonl"
-_MODEL_STRATEGIES = ("ei", "ucb", "ts")
-
-
-class BenchmarkError(BoptError, RuntimeError):
-    """Some benchmark runs failed; the others were recorded."""
-
-
-class BenchmarkArgumentError(BoptError, ValueError):
-    """A benchmark was described inconsistently (unknown method, missing budget, ...)."""
+BOPT_METHODS = STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -62,7 +52,8 @@ class RunSpec:
 
     @property
     def key(self) -> tuple[str, str, int, int]:
-        return (self.problem, self.method, self.seed, self.budget)
+        """The run's `records.KEY_FIELDS` values, as `records.record_key` reads a record."""
+        return tuple(getattr(self, field) for field in KEY_FIELDS)
 
 
 # --------------------------------------------------------------------------- one run
@@ -73,7 +64,7 @@ class _BoptLoop:
 
     def __init__(self, space, method: str, *, seed: int, device: str):
         self.optimizer = Optimizer(space, method, seed=seed, device=device)
-        self.n_initial = self.optimizer.n_initial if method in _MODEL_STRATEGIES else None
+        self.n_initial = self.optimizer.n_initial if is_model_based(method) else None
         self.device = self.optimizer.device
         self._last = None
 
@@ -81,7 +72,7 @@ class _BoptLoop:
         trial = self.optimizer.suggest()
         info = self.optimizer.diagnostics[-1]
         self._last = trial
-        model_based = info.strategy in _MODEL_STRATEGIES
+        model_based = is_model_based(info.strategy)
         return dict(trial.params), RoundTiming(
             model_based=model_based,
             fit_seconds=info.fit_seconds if model_based else None,
@@ -156,51 +147,11 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
-    """Per-process setup: one intra-op thread (fair, uncontended timings), quiet Optuna."""
+    """Per-process setup: one intra-op thread (fair, uncontended timings).
+
+    Optuna needs nothing here: `OptunaLoop` quiets its log only around its own calls.
+    """
     torch.set_num_threads(1)
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:
-        pass
-
-
-# --------------------------------------------------------------------------- the records
-
-
-def read_runs(path: str | Path) -> list[dict[str, Any]]:
-    """Records of `runs.jsonl`; a truncated or corrupt line (an interrupted write) is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    with path.open() as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                print(f"bopt bench: skipping an unreadable line of {path}: {line[:80]!r}",
-                      file=sys.stderr)
-    return records
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as a line, starting a fresh line if the file ends mid-line."""
-    needs_newline = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
-    with path.open("a") as f:
-        f.write(("\n" if needs_newline else "") + json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _last_byte(path: Path) -> bytes:
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -224,10 +175,7 @@ def _check_names(kind: str, names: Any, allowed: Sequence[str] | None) -> list[s
 
 
 def _check_int(what: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise BenchmarkArgumentError(
-            f"run_benchmark(): {what} must be an int >= {low}; got {value!r}.")
-    return int(value)
+    return check_int(value, f"run_benchmark(): {what}", low=low, error=BenchmarkArgumentError)
 
 
 def _check_seeds(seeds: int | Iterable[int]) -> list[int]:
@@ -270,8 +218,9 @@ def run_benchmark(problems: Sequence[str] | str, methods: Sequence[str] | str,
 
     Args:
         problems: problem names (see `bopt.benchmarks.get_problem`), or one comma list.
-        methods: names from `METHODS`: bopt's "ei", "ucb", "ts", "random", "sobol" and the
-            references "botorch", "optuna-tpe", "optuna-gp".
+        methods: names from `METHODS`: bopt's strategies (`bopt.acquisition.registry.
+            STRATEGIES`: "ei", "ucb", "ts", "random", "sobol") and the references
+            "botorch", "optuna-tpe", "optuna-gp".
         seeds: a count (seeds 0..n-1) or explicit seeds.
         budget: evaluations per run, unless `budgets` names the problem.
         out_dir: folder for `runs.jsonl` (created if needed).
@@ -300,9 +249,13 @@ def run_benchmark(problems: Sequence[str] | str, methods: Sequence[str] | str,
     specs = plan_runs(problems, methods, seeds, budget, budgets, device, workers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / RUNS_FILE
-    done = {(r.get("problem"), r.get("method"), r.get("seed"), r.get("budget"))
-            for r in read_runs(path)}
+    return _run_all(specs, out / RUNS_FILE, workers=workers, progress=progress)
+
+
+def _run_all(specs: list[RunSpec], path: Path, *, workers: int,
+             progress: bool) -> list[dict[str, Any]]:
+    """Run the specs not yet recorded in `path`, appending each finished one."""
+    done = recorded_keys(path)
     todo = [s for s in specs if s.key not in done]
     from tqdm.auto import tqdm
 
@@ -316,7 +269,7 @@ def run_benchmark(problems: Sequence[str] | str, methods: Sequence[str] | str,
             bar.write(f"bopt bench: {spec.problem}/{spec.method}/seed {spec.seed} failed: "
                       f"{type(error).__name__}: {error}")
         else:
-            _append(path, result)
+            append_record(path, result)
             finished.append(result)
             bar.set_postfix_str(f"{spec.problem}/{spec.method}/{spec.seed}", refresh=False)
         bar.update(1)
@@ -392,8 +345,6 @@ def _check_problems(problems: list[str]) -> None:
 
 def _check_dependencies(methods: list[str]) -> None:
     """Fail before any run when a method's optional library is missing."""
-    from bopt.benchmarks.references import require
-
     needs = {"botorch": ["botorch"], "optuna-tpe": ["optuna"],
              "optuna-gp": ["optuna", "scipy"]}
     for method in methods:
@@ -401,84 +352,5 @@ def _check_dependencies(methods: list[str]) -> None:
             require(module, method)
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the `bopt bench` options to `parser` (a subcommand parser)."""
-    parser.add_argument("--problems", default="branin,hartmann6",
-                        help="comma-separated problem names (default: %(default)s)")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated methods among " + ", ".join(METHODS)
-                        + " (default: all)")
-    parser.add_argument("--seeds", type=int, default=10,
-                        help="number of seeds per (problem, method), 0..N-1 (default: %(default)s)")
-    parser.add_argument("--budget", default="80",
-                        help="evaluations per run: N, or per problem like 'branin:40,hartmann6:80'"
-                        ", or both like '80,branin:40' (default: %(default)s)")
-    parser.add_argument("--out", default="results",
-                        help="output folder for runs.jsonl, report.md and plots "
-                        "(default: %(default)s); finished runs there are skipped")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="parallel worker processes, one torch thread each "
-                        "(default: %(default)s)")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu, cuda or auto, for the GP methods (default: %(default)s)")
-    parser.add_argument("--no-report", action="store_true",
-                        help="only run; do not write report.md and the plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def parse_budget(text: str) -> tuple[int | None, dict[str, int]]:
-    """`'80'`, `'branin:40,hartmann6:80'` or `'80,branin:40'` -> (default, per-problem)."""
-    default, per_problem = None, {}
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        name, sep, number = part.rpartition(":")
-        try:
-            value = int(number)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise BenchmarkArgumentError(
-                f"--budget: {part!r} is not a positive int; write e.g. '80' or "
-                "'branin:40,hartmann6:80'.")
-        if sep:
-            per_problem[name.strip()] = value
-        else:
-            default = value
-    return default, per_problem
-
-
-def run_bench_from_args(args: argparse.Namespace) -> int:
-    """Run the benchmark described by `add_bench_arguments` options, then write the report.
-
-    Returns:
-        0 when every run finished, 1 when some failed (the rest is recorded and reported),
-        2 on a missing optional dependency.
-    """
-    budget, budgets = parse_budget(args.budget)
-    status = 0
-    try:
-        run_benchmark(args.problems, args.methods, args.seeds, budget, args.out,
-                      workers=args.workers, device=args.device, progress=not args.quiet,
-                      budgets=budgets)
-    except MissingDependencyError as err:
-        print(f"bopt bench: error: {err}", file=sys.stderr)
-        return 2
-    except BenchmarkError as err:
-        print(f"bopt bench: {err}", file=sys.stderr)
-        status = 1
-    if not args.no_report:
-        from bopt.benchmarks.report import write_report
-
-        report = write_report(args.out)
-        print(f"bopt bench: report written to {report}")
-    return status
-
-
 __all__ = ["BOPT_METHODS", "METHODS", "BenchmarkArgumentError", "BenchmarkError", "RunSpec",
-           "add_bench_arguments",
-           "execute_run", "parse_budget", "read_runs", "run_bench_from_args", "run_benchmark"]
+           "execute_run", "plan_runs", "run_benchmark"]

@@ -1,8 +1,10 @@
 """Tests for bopt.kernels.features: random features whose inner products approximate the
-mixed kernel."""
+mixed kernel. The approximate kernel phi(X1) phi(X2)' of one draw is itself a kernel and
+runs under the `KernelContract`."""
 
 import pytest
 import torch
+from kernel_contract import KernelContract, draw_mixed_hypers
 
 from bopt.kernels import MixedHypers, draw_mixed_features, mixed
 from bopt.layout import Layout
@@ -35,7 +37,6 @@ def _points(layout, point_sampler):
     return torch.cat([X, near])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", list(LAYOUTS))
 def test_feature_inner_products_approximate_the_kernel(kind, point_sampler, dtype):
     """One draw with m features: phi(x) @ phi(y) is a sum over terms of means of m i.i.d.
@@ -68,9 +69,30 @@ def test_equal_seeds_equal_features_and_global_rng_untouched(point_sampler):
     assert not torch.equal(a, c)
 
 
-def test_features_accept_batched_points(point_sampler):
-    features = _draw(MIXED, 64, seed=7)
-    X = point_sampler(MIXED, 12, torch.Generator().manual_seed(8)).reshape(3, 4, MIXED.d)
-    batched = features(X)  # 3 x 4 x M
-    for i in range(3):
-        torch.testing.assert_close(batched[i], features(X[i]), atol=1e-12, rtol=0.0)
+class TestFeatureKernel(KernelContract):
+    """phi(X1) phi(X2)' for one seeded draw of 64 features per term. The draw is a fixed
+    function of the hyperparameters (same seed each time), so even they are differentiable."""
+
+    batched_hypers = False  # `draw_mixed_features` takes one hyperparameter set
+    # The draws come from the generator in the hyperparameters' dtype, and float32 and
+    # float64 streams differ, so the two precisions draw different features;
+    # test_feature_inner_products_approximate_the_kernel bounds both against the exact kernel.
+    precisions_agree = False
+
+    @pytest.fixture(params=list(LAYOUTS))
+    def layout(self, request):
+        return LAYOUTS[request.param]
+
+    def draw_hypers(self, layout, generator, batch=()):
+        return draw_mixed_hypers(layout, generator, batch)
+
+    def make_kernel(self, layout, hypers):
+        features = draw_mixed_features(MixedHypers(*hypers), layout.continuous,
+                                       layout.categorical, layout.categorical_levels or (1,),
+                                       num_features=64,
+                                       generator=torch.Generator().manual_seed(3))
+        return lambda X1, X2: features(X1) @ features(X2).transpose(-1, -2)
+
+    def make_reference(self, layout, hypers):
+        pytest.skip("features only approximate the kernel: "
+                    "test_feature_inner_products_approximate_the_kernel bounds the error")

@@ -1,0 +1,352 @@
+"""One model round, from tensors to a proposal.
+
+    values --transform_outputs--> Y `n x 1`;  X, Y --fit_surrogate--> GP (with fallbacks)
+    GP + pending points --believe--> GP;  GP --build_score--> score
+    score --multistart_maximize--> candidates `b x 1 x d` --decode--> first unseen config
+
+`propose` runs the whole round and returns a `Proposal`: the configuration (None when the
+round could not produce one: the loop then proposes a random unseen configuration), the
+round's diagnostics as a `RoundInfo`, and the warm start for the next round. It changes
+nothing it is given. Numerical trouble degrades step by step (more jitter, the last good
+hyperparameters, the CPU after an out-of-memory error, no proposal) and is recorded in the
+diagnostics and on the `bopt` logger; any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from bopt.acquisition.optimize import multistart_maximize
+from bopt.acquisition.registry import ScoreContext, build_score
+from bopt.errors import FitError, NumericalError
+from bopt.layout import Layout
+from bopt.model import BoptGP, fit_gp
+from bopt.runtime import OUT_OF_MEMORY, release_cached_memory
+from bopt.space import Space
+from bopt.trial import RoundInfo
+from bopt.warp import OutputTransform, transform_outputs
+
+logger = logging.getLogger("bopt")
+
+# What a round may degrade from; anything else is a programming error and propagates.
+NUMERICAL_TROUBLE = (NumericalError, torch.linalg.LinAlgError, OUT_OF_MEMORY)
+_NUM_SEEDS = 5  # best observations whose perturbations join the raw candidates
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The last re-estimated hyperparameters, where the next fit starts.
+
+    Attributes:
+        theta: `p` log hyperparameters (see `bopt.model`), or None before the first fit.
+        num_observations: how many observations they were estimated on.
+    """
+
+    theta: Tensor | None = None
+    num_observations: int = -1
+
+    def keeps(self, n: int, refit_growth: float) -> bool:
+        """Whether a round on `n` observations keeps these hyperparameters as they are:
+        the data grew by less than `refit_growth` (always on the same data, e.g. the
+        2nd..nth point of suggest(n)); never when they were fitted on more data than `n`."""
+        if self.theta is None:
+            return False
+        grown = n - self.num_observations
+        return 0 <= grown < max(1, int(refit_growth * self.num_observations))
+
+    def to_state(self) -> dict | None:
+        """The JSON form stored with a study."""
+        if self.theta is None:
+            return None
+        return {"theta": self.theta.tolist(), "theta_n": self.num_observations}
+
+    @classmethod
+    def from_state(cls, state: dict | None, device: torch.device) -> WarmStart:
+        """The inverse of `to_state`; an empty warm start for None."""
+        if not state or state.get("theta") is None:
+            return cls()
+        return cls(torch.tensor(state["theta"], dtype=torch.float64, device=device),
+                   int(state["theta_n"]))
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """The optimizer's settings a model round reads."""
+
+    acquisition: str  # a key of bopt.acquisition.registry.ACQUISITIONS
+    maximize: bool
+    refit_growth: float = 0.0
+    beta: float | None = None
+    num_restarts: int = 10
+    num_raw_samples: int = 512
+
+
+@dataclass(frozen=True)
+class RoundData:
+    """The tensors a round starts from, on any device.
+
+    Attributes:
+        train_X: `n x d` encoded completed configurations.
+        values: `n` observed objective values (float64), in the same order.
+        pending_X: `k x d` encoded pending configurations (`k` may be 0).
+        num_duplicates: how many of the `n` repeat an earlier configuration.
+    """
+
+    train_X: Tensor
+    values: Tensor
+    pending_X: Tensor
+    num_duplicates: int = 0
+
+
+@dataclass
+class Surrogate:
+    """The GP a round fitted, and how it got there.
+
+    Attributes:
+        model: the fitted GP, or None when no hyperparameters gave a usable factor.
+        targets: `n x 1` model targets (see `bopt.warp.transform_outputs`).
+        transform: the map from objective values to targets, invertible.
+        warm_start: where the next round's fit starts.
+        refit: the hyperparameters were re-estimated (not kept).
+        fallback: "last-good-hyperparameters" when the fit failed and those served.
+        warnings: what went wrong or was unusual, in order.
+        log_marginal_likelihood: of the fitted hyperparameters, when a fit succeeded.
+        num_outliers: poor values compressed before the fit.
+        seconds: wall time of the fit.
+    """
+
+    model: BoptGP | None
+    targets: Tensor
+    transform: OutputTransform
+    warm_start: WarmStart
+    refit: bool = False
+    fallback: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    log_marginal_likelihood: float | None = None
+    num_outliers: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a model round produced: the configuration (None: fall back to a random unseen
+    one), its diagnostics, and the warm start for the next round."""
+
+    params: dict | None
+    info: RoundInfo
+    warm_start: WarmStart
+
+
+def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: bool,
+                  warm_start: WarmStart, refit_growth: float = 0.0) -> Surrogate:
+    """Targets from values, then the GP with its fallbacks.
+
+    The hyperparameters are re-estimated (warm started), or kept as they are when
+    `warm_start.keeps(n, refit_growth)`; kept ones that fail or need jitter on grown data
+    are re-estimated from the prior; a failed fit falls back to the warm start's
+    hyperparameters unless those were the ones that failed.
+
+    Args:
+        train_X: `n x d` encoded inputs (float64) on the round's device.
+        values: `n` objective values on the same device.
+        layout: the space's layout.
+        maximize: whether higher values are better.
+        warm_start: the previous estimate.
+        refit_growth: see `bopt.Optimizer`.
+
+    Returns:
+        The surrogate; its `model` is None when nothing factorised.
+    """
+    Y, transform, warnings, num_outliers = transform_outputs(values, maximize=maximize)
+    start = time.perf_counter()
+    surrogate = Surrogate(None, Y, transform, warm_start, warnings=warnings,
+                          num_outliers=num_outliers)
+    kept = warm_start.keeps(train_X.shape[0], refit_growth)
+    try:
+        _estimate(surrogate, train_X, layout, kept=kept)
+    except FitError as err:
+        surrogate.warnings.append(f"GP fit failed ({err})")
+        if warm_start.theta is not None and not kept:  # kept ones were tried: they failed
+            try:
+                surrogate.model, _, _ = fit_gp(train_X, Y, layout, max_iter=0,
+                                               warm_start=warm_start.theta.to(train_X.device))
+                surrogate.fallback = "last-good-hyperparameters"
+            except FitError as err2:
+                surrogate.warnings.append(f"last good hyperparameters failed too ({err2})")
+    surrogate.seconds = time.perf_counter() - start
+    return surrogate
+
+
+def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) -> None:
+    """Fit `surrogate`'s targets, keeping the warm start's hyperparameters when `kept`
+    (filled in place: this is `fit_surrogate`'s own record)."""
+    warm, Y, n = surrogate.warm_start, surrogate.targets, X.shape[0]
+    grown = kept and warm.num_observations != n  # kept across new data, not one batch
+    theta0 = None if warm.theta is None else warm.theta.to(X.device)
+    reuse = kept
+    try:
+        model, theta, report = fit_gp(X, Y, layout, warm_start=theta0,
+                                      max_iter=0 if reuse else None)
+        if grown and report.jitter:
+            raise FitError(f"the covariance needed jitter {report.jitter:g}")
+    except FitError as err:
+        if not grown:  # a fresh fit, or the same data: it would fail again
+            raise
+        # The kept hyperparameters do not suit the grown data: re-estimate from the prior
+        # (a warm start at a point that does not factorise cannot move).
+        surrogate.warnings.append(f"kept hyperparameters failed on the new data ({err}); "
+                                  "re-estimated them")
+        reuse = False
+        model, theta, report = fit_gp(X, Y, layout)
+    if not reuse:
+        surrogate.warm_start = WarmStart(theta, n)
+    surrogate.model, surrogate.refit = model, not reuse
+    surrogate.warnings += report.warnings
+    surrogate.log_marginal_likelihood = report.log_marginal_likelihood
+
+
+def propose(space: Space, data: RoundData, settings: RoundSettings, *, warm_start: WarmStart,
+            seed: int, round_id: int, seen: Collection[tuple],
+            device: torch.device) -> Proposal:
+    """One model round on `device`; on the CPU when `device` runs out of memory.
+
+    Args:
+        space: the search space (its layout, names and decoder).
+        data: the round's tensors.
+        settings: acquisition, direction and optimizer settings.
+        warm_start: the previous hyperparameter estimate.
+        seed: seeds the round's generator; equal seeds and data give equal proposals.
+        round_id: the trial id being proposed (for diagnostics and log lines).
+        seen: keys of every configuration in the study; the proposal is not among them.
+        device: where to fit and optimise.
+
+    Returns:
+        The proposal; `params` is None after numerical trouble that left no model or no
+        unseen candidate (the caller then proposes at random; `info.fallback` says why).
+    """
+    run = dict(space=space, data=data, settings=settings, warm_start=warm_start, seed=seed,
+               round_id=round_id, seen=seen)
+    try:
+        return _propose_on(device, **run)
+    except OUT_OF_MEMORY as err:
+        if device.type == "cpu":
+            return _failed(round_id, data, settings, device, warm_start, err)
+        logger.warning("trial %d: out of memory on %s; running this round on the CPU",
+                       round_id, device)
+        note = f"out of memory on {device} ({err}); this round ran on the CPU"
+        release_cached_memory(device)
+        try:
+            rerun = _propose_on(torch.device("cpu"), **run)
+        except NUMERICAL_TROUBLE as err2:
+            rerun = _failed(round_id, data, settings, torch.device("cpu"), warm_start, err2)
+        info = replace(rerun.info, warnings=[note] + rerun.info.warnings,
+                       fallback=rerun.info.fallback or "cpu")
+        return replace(rerun, info=info)
+    except NUMERICAL_TROUBLE as err:  # linalg failures and the like: degrade, don't crash
+        return _failed(round_id, data, settings, device, warm_start, err)
+
+
+def _failed(round_id: int, data: RoundData, settings: RoundSettings, device: torch.device,
+            warm_start: WarmStart, err: BaseException) -> Proposal:
+    logger.warning("trial %d: model round failed; proposing a random configuration",
+                   round_id, exc_info=err)
+    info = RoundInfo(trial_id=round_id, strategy=settings.acquisition,
+                     num_observations=data.train_X.shape[0], device=str(device),
+                     num_duplicates=data.num_duplicates, fallback="random",
+                     warnings=[f"model round failed: {type(err).__name__}: {err}"])
+    return Proposal(None, info, warm_start)
+
+
+def _propose_on(device: torch.device, *, space: Space, data: RoundData,
+                settings: RoundSettings, warm_start: WarmStart, seed: int, round_id: int,
+                seen: Collection[tuple]) -> Proposal:
+    """`propose` on one device, without the out-of-memory rerun."""
+    layout = space.layout
+    X = data.train_X.to(device)
+    surrogate = fit_surrogate(X, data.values.to(device), layout, maximize=settings.maximize,
+                              warm_start=warm_start, refit_growth=settings.refit_growth)
+    info = _round_info(space, data, settings, surrogate, round_id=round_id, device=device)
+    if surrogate.model is None:
+        logger.warning("trial %d: no usable GP (%s); proposing a random configuration",
+                       round_id, "; ".join(info.warnings))
+        return Proposal(None, replace(info, fallback="random"), surrogate.warm_start)
+    start = time.perf_counter()
+    model = _believe_pending(surrogate.model, data.pending_X.to(device), info.warnings)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    Y = surrogate.targets
+    score = build_score(settings.acquisition, model, ScoreContext(
+        best_f=Y.max(), num_observations=Y.shape[0], d=layout.d, generator=generator,
+        beta=settings.beta))
+    seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
+    cands, values = multistart_maximize(
+        score, layout, generator=generator, num_restarts=settings.num_restarts,
+        num_raw_samples=settings.num_raw_samples, seeds=seeds, device=device)
+    params, best = _first_unseen(space, cands, values, seen, info.warnings)
+    info = replace(info, acquisition_seconds=time.perf_counter() - start,
+                   num_starts=cands.shape[0], best_acquisition=best,
+                   fallback=info.fallback if params is not None else "random")
+    return Proposal(params, info, surrogate.warm_start)
+
+
+def _round_info(space: Space, data: RoundData, settings: RoundSettings, surrogate: Surrogate,
+                *, round_id: int, device: torch.device) -> RoundInfo:
+    """The diagnostics of a round up to its fit: data, transform and hyperparameters."""
+    warnings = list(surrogate.warnings)
+    if data.num_duplicates:
+        warnings.append(f"{data.num_duplicates} observation(s) repeat an observed "
+                        "configuration; the model treats them as noisy replicates")
+    info = RoundInfo(
+        trial_id=round_id, strategy=settings.acquisition,
+        num_observations=data.train_X.shape[0], device=str(device),
+        fit_seconds=surrogate.seconds, log_marginal_likelihood=surrogate.log_marginal_likelihood,
+        warp_lambda=surrogate.transform.lam, num_outliers=surrogate.num_outliers,
+        num_duplicates=data.num_duplicates, fallback=surrogate.fallback, refit=surrogate.refit,
+        warnings=warnings)
+    if surrogate.model is None:
+        return info
+    hypers, layout = surrogate.model.hypers, space.layout
+    names = [space.names[c] for c in layout.continuous + layout.categorical]
+    scales = torch.cat([hypers.lengthscale, hypers.cat_lengthscale]).tolist()
+    return replace(info, lengthscales=dict(zip(names, scales)),
+                   outputscales=tuple(hypers.scales.tolist()),
+                   noise=float(surrogate.model.noise))
+
+
+def _believe_pending(model: BoptGP, pending_X: Tensor, warnings: list[str]) -> BoptGP:
+    """Kriging believer: the `k x d` pending points take their posterior mean as data.
+
+    Appends a warning (the round's own list) when they cannot be added."""
+    if pending_X.shape[0] == 0:
+        return model
+    with torch.no_grad():
+        mean, _ = model.mean_std(pending_X.unsqueeze(-2))  # k x 1
+    try:
+        return model.condition_on(pending_X, mean)
+    except FitError as err:
+        warnings.append(f"pending points ignored ({err})")
+        return model
+
+
+def _first_unseen(space: Space, cands: Tensor, values: Tensor, seen: Collection[tuple],
+                  warnings: list[str]) -> tuple[dict | None, float | None]:
+    """The best of the `b x 1 x d` candidates (sorted best first) not in `seen`, decoded,
+    and its score; non-finite candidates are dropped with a warning."""
+    finite = torch.isfinite(cands).all(-1).all(-1) & torch.isfinite(values)  # b
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        warnings.append(f"the acquisition optimizer returned {bad} of {finite.numel()} "
+                        "candidates with non-finite entries or scores; they were dropped")
+        cands, values = cands[finite], values[finite]
+    for config, value in zip(space.decode(cands[:, 0, :].cpu()), values.tolist()):
+        if space.key(config, validated=True) not in seen:
+            return config, value
+    if cands.shape[0]:
+        warnings.append("every optimized candidate was already seen")
+    return None, None
