@@ -14,6 +14,8 @@ from botorch.acquisition import AcquisitionFunction
 from torch import Tensor
 
 from bopt.acquisition.common import as_batch, posterior_mean_std
+from bopt.errors import NumericalError
+from bopt.kernels import mixed_cross, mixed_diag
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)
@@ -86,6 +88,85 @@ def expected_improvement(mean: Tensor, std: Tensor, best_f: Tensor | float) -> T
     z = (mean - best_f) / std
     pdf = torch.exp(-0.5 * z**2 - _LOG_SQRT_2PI)
     return std * (z * torch.special.ndtr(z) + pdf)
+
+
+_FANTASY_JITTERS = (1e-10, 1e-8, 1e-6, 1e-4)  # relative to the mean posterior variance
+
+
+class FantasyLogEI:
+    """log E[max(f(x) - m, 0)], where the incumbent `m` is the largest of latent values
+    f(S) fantasised jointly at points `S` of the data (and `best_f`, when given).
+
+    Two acquisitions are this one formula (Letham et al. 2019, "Constrained Bayesian
+    Optimization with Noisy Experiments", eq. 5; BoTorch's qLogNEI, Ament et al. 2023):
+
+    - log EI with pending points: `S` the pending points, `best_f` the best observation.
+      This is q-EI of the batch {x} and the pending points (Ginsbourger et al. 2010), so a
+      point next to a pending one gains little and batch members spread out.
+    - log noisy EI: `S` the most promising observed points (and the pending ones), no
+      `best_f`: the incumbent is the model's belief about the best of them, not the luckiest
+      noisy draw.
+
+    f(S) is integrated by Monte Carlo over fixed base samples (a smooth, deterministic
+    function for the ascent); f(x) given each fantasy is normal, with a mean linear in the
+    fantasy and a variance that does not depend on it, so its EI is in closed form.
+
+    Args:
+        model: a bopt GP whose first `num_observed` training rows are the observations (the
+            rest, if any, pending points believed at their posterior mean).
+        rows: `m` indices into `model.train_X` of the fantasised points `S`.
+        num_observed: `n`, the observations the posterior is conditioned on.
+        best_f: scalar incumbent on the model's scale, or None.
+        base_samples: `m x s` standard normal draws, fixed for the round.
+    """
+
+    def __init__(self, model, rows: Tensor, num_observed: int, best_f: Tensor | None,
+                 base_samples: Tensor):
+        n = num_observed
+        self.model, self.n, self.num_fantasies = model, n, base_samples.shape[-1]
+        self.L = model.L[:n, :n]  # the factor of the observations alone
+        self.alpha = torch.cholesky_solve(model.train_Y[:n], self.L)  # n x 1
+        self.X_S = model.train_X[rows]  # m x d
+        K_S = model.kernel(self.X_S, model.train_X[:n])  # m x n
+        self.W_S = torch.linalg.solve_triangular(self.L, K_S.T, upper=False)  # n x m
+        cov = model.kernel(self.X_S, self.X_S) - self.W_S.T @ self.W_S  # m x m, latent
+        self.C = _factor_with_jitter(cov)
+        self.base = base_samples
+        fantasies = (K_S @ self.alpha) + self.C @ base_samples  # m x s
+        incumbent = fantasies.amax(0)  # s
+        self.incumbent = incumbent if best_f is None else torch.maximum(incumbent, best_f)
+
+    def __call__(self, X: Tensor) -> Tensor:
+        """`... x q x d` candidates -> `... x q` log expected improvements."""
+        model, n = self.model, self.n
+        layout, hypers = model.layout, model.hypers
+        Ks = mixed_cross(X, model.train_X[:n], hypers, layout.continuous, layout.categorical)
+        K_xS = mixed_cross(X, self.X_S, hypers, layout.continuous, layout.categorical)
+        flat = Ks.reshape(-1, n)  # M x n, M = (...q) points
+        mean = flat @ self.alpha  # M x 1
+        W = torch.linalg.solve_triangular(self.L, flat.T, upper=False)  # n x M
+        var = mixed_diag(X, hypers, layout.continuous, layout.categorical).reshape(-1)
+        var = var - (W * W).sum(0)  # M
+        cov = K_xS.reshape(-1, self.X_S.shape[0]).T - self.W_S.T @ W  # m x M
+        a = torch.linalg.solve_triangular(self.C, cov, upper=False)  # m x M
+        std = (var - (a * a).sum(0)).clamp_min(1e-12).sqrt().unsqueeze(-1)  # M x 1
+        z = (mean + a.T @ self.base - self.incumbent) / std  # M x s
+        log_ei = log_h(z) + torch.log(std)
+        value = torch.logsumexp(log_ei, dim=-1) - math.log(self.num_fantasies)  # M
+        return value.reshape(X.shape[:-1])
+
+
+def _factor_with_jitter(cov: Tensor) -> Tensor:
+    """The lower Cholesky factor of a `m x m` posterior covariance, with the smallest
+    relative jitter that works (close observations make it nearly singular)."""
+    scale = cov.diagonal().mean().clamp_min(1e-30)
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    for jitter in _FANTASY_JITTERS:
+        L, info = torch.linalg.cholesky_ex(cov + jitter * scale * eye)
+        if int(info) == 0:
+            return L
+    raise NumericalError(f"the fantasised points' covariance is not positive definite even "
+                         f"with relative jitter {_FANTASY_JITTERS[-1]:g}")
 
 
 class LogEI(AcquisitionFunction):

@@ -59,8 +59,10 @@ def _numeric_mask(layout: Layout, *, integers: bool, device) -> Tensor:
     return mask
 
 
-def _perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator) -> Tensor:
-    """`m x d` seed points -> `num x d` random perturbations of them."""
+def perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator) -> Tensor:
+    """`m x d` seed points -> `num x d` random neighbours of them: numeric columns moved by
+    N(0, 0.05^2) (integers relaxed), each categorical redrawn with probability 0.2, children
+    that a changed parent switches on given random valid values."""
     pick = torch.randint(0, seeds.shape[0], (num,), generator=generator, device=seeds.device)
     X = seeds[pick].clone()
     noise = 0.05 * torch.randn(X.shape, generator=generator, dtype=X.dtype, device=X.device)
@@ -186,7 +188,7 @@ def _raw_candidates(layout: Layout, generator: torch.Generator, *, q: int, num: 
     U = sobol.draw(num, dtype=dtype).to(device).reshape(num, q, d)
     raw = unit_to_layout(U, layout)
     if seeds is not None and seeds.shape[0] > 0 and q == 1:
-        extra = _perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator)
+        extra = perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator)
         raw = torch.cat([raw, extra.unsqueeze(1)])
     return raw
 

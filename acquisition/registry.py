@@ -1,5 +1,5 @@
-"""The one table of public strategy names: "ei", "ucb", "ts" (acquisitions on the GP) and
-"random", "sobol" (model-free).
+"""The one table of public strategy names: "ei", "nei", "ucb", "ts" (acquisitions on the
+GP) and "random", "sobol" (model-free).
 
 Everything that names a strategy reads it from here: the optimizer, the command line, the
 benchmark harness, the plots and the reports. An acquisition entry builds, from a fitted
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from bopt.acquisition.common import posterior_mean_std
-from bopt.acquisition.ei import log_expected_improvement
+from bopt.acquisition.ei import FantasyLogEI, log_expected_improvement
 from bopt.acquisition.thompson import draw_posterior_path
 from bopt.acquisition.ucb import ucb_beta, upper_confidence_bound
 from bopt.errors import ArgumentError
@@ -34,6 +34,10 @@ class ScoreContext:
         d: encoded width.
         generator: randomness for acquisitions that draw (Thompson sampling).
         beta: UCB's weight on the standard deviation; None follows `ucb_beta`'s schedule.
+        num_pending: how many pending points the model was conditioned on (its last
+            training rows, believed at their posterior mean). Log EI and noisy EI integrate
+            over their outcomes instead (`FantasyLogEI`); UCB and Thompson sampling use the
+            conditioned model as it is.
     """
 
     best_f: Tensor
@@ -41,6 +45,13 @@ class ScoreContext:
     d: int
     generator: torch.Generator
     beta: float | None = None
+    num_pending: int = 0
+
+
+NUM_FANTASIES = 64  # Monte Carlo draws of the fantasised points' latent values
+# Noisy EI's baseline: the observations with the highest posterior means (BoTorch prunes its
+# baseline to points that may be best; a fixed count keeps the cost flat in n).
+NUM_BASELINE = 16
 
 
 def ucb_weight(beta: float | None, num_observations: int, d: int) -> float:
@@ -49,8 +60,30 @@ def ucb_weight(beta: float | None, num_observations: int, d: int) -> float:
 
 
 def _log_ei_score(model, context: ScoreContext) -> Score:
-    best_f = context.best_f
-    return lambda Z: log_expected_improvement(*posterior_mean_std(model, Z), best_f).sum(-1)
+    best_f, k = context.best_f, context.num_pending
+    if k == 0:
+        return lambda Z: log_expected_improvement(*posterior_mean_std(model, Z), best_f).sum(-1)
+    n = model.train_X.shape[0] - k
+    rows = torch.arange(n, n + k, device=best_f.device)
+    return _fantasy_score(model, rows, n, best_f, context)
+
+
+def _log_nei_score(model, context: ScoreContext) -> Score:
+    n = model.train_X.shape[0] - context.num_pending
+    with torch.no_grad():  # the observations' posterior means rank the baseline
+        mean = model.kernel(model.train_X[:n], model.train_X[:n]) @ torch.cholesky_solve(
+            model.train_Y[:n], model.L[:n, :n])  # n x 1
+    top = mean.squeeze(-1).argsort(descending=True)[:NUM_BASELINE]
+    rows = torch.cat([top, torch.arange(n, model.train_X.shape[0], device=top.device)])
+    return _fantasy_score(model, rows, n, None, context)
+
+
+def _fantasy_score(model, rows: Tensor, n: int, best_f: Tensor | None,
+                   context: ScoreContext) -> Score:
+    base = torch.randn(rows.shape[0], NUM_FANTASIES, generator=context.generator,
+                       dtype=model.train_X.dtype, device=model.train_X.device)
+    acquisition = FantasyLogEI(model, rows, n, best_f, base)
+    return lambda Z: acquisition(Z).sum(-1)
 
 
 def _ucb_score(model, context: ScoreContext) -> Score:
@@ -75,6 +108,7 @@ class AcquisitionEntry:
 ACQUISITIONS: dict[str, AcquisitionEntry] = {
     entry.key: entry for entry in (
         AcquisitionEntry("ei", "log expected improvement", _log_ei_score),
+        AcquisitionEntry("nei", "log noisy expected improvement", _log_nei_score),
         AcquisitionEntry("ucb", "upper confidence bound", _ucb_score),
         AcquisitionEntry("ts", "Thompson sampling", _thompson_score),
     )

@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "Optimizer": "bopt.engine",
-    "Trial": "bopt.trial", "RoundInfo": "bopt.trial",
+    "Trial": "bopt.trial", "RoundInfo": "bopt.trial", "Recommendation": "bopt.trial",
     "Space": "bopt.space", "Float": "bopt.space", "Int": "bopt.space",
     "Categorical": "bopt.space",
     "ArgumentError": "bopt.errors", "BoptError": "bopt.errors", "FitError": "bopt.errors",

@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 
-from bopt.acquisition.registry import STRATEGIES
+from bopt.acquisition.registry import STRATEGIES, is_model_based
 from bopt.errors import BoptError
 
 
@@ -39,18 +39,27 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
     rounds = [r for r in opt.diagnostics if r.trial_id >= first_new]
     suggest = [r.suggest_seconds for r in rounds]
-    model_rounds = [r.suggest_seconds for r in rounds if r.strategy == args.acquisition]
+    model_based = is_model_based(args.acquisition)
+    typical = [r.suggest_seconds for r in rounds
+               if r.strategy == args.acquisition or not model_based]
     print("best configuration:")
     for name, value in best.params.items():
         print(f"  {name} = {value!r}")
     print(f"best value: {best.value:.6g}")
     if problem.optimum is not None:
         print(f"regret:     {best.value - problem.optimum:.3g} (optimum {problem.optimum:.6g})")
+    what = "model-based suggestion" if model_based else "suggestion"
     print(f"time in suggest (this run): {sum(suggest):.2f} s in all"
-          + (f", median {statistics.median(model_rounds):.3f} s per model-based suggestion"
-             if model_rounds else "")
+          + (f", median {_seconds(statistics.median(typical))} per {what}" if typical else "")
           + f"; total {elapsed:.2f} s")
     return 0
+
+
+def _seconds(value: float) -> str:
+    """Seconds with three significant figures, in ms or us when small."""
+    if value >= 0.1:
+        return f"{value:.3g} s"
+    return f"{value * 1e3:.3g} ms" if value >= 1e-4 else f"{value * 1e6:.3g} us"
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -9,13 +9,15 @@ batch to the trial ledger (`bopt.ledger`), which keeps the study in memory or in
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import IO, Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,11 +26,12 @@ from bopt.design import SobolCursor, next_sobol, random_unseen
 from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, StorageError
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
                          SQLiteLedger, SeenKeys, as_storage, open_stored)
-from bopt.proposal import RoundData, RoundSettings, WarmStart, propose
+from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_surrogate,
+                           posterior_in_objective_units, propose)
 from bopt.runtime import resolve_device, suggest_threads, torch_threads
 from bopt.space import Space
 from bopt.storage import SQLiteStorage
-from bopt.trial import RoundInfo, Trial
+from bopt.trial import Recommendation, RoundInfo, Trial
 from bopt.validation import check_choice, check_int, check_number, finite_value
 
 logger = logging.getLogger("bopt")
@@ -109,6 +112,7 @@ class Optimizer:
             as_storage(storage), study, space, self._settings())
         stored = self._ledger.stored_state if isinstance(self._ledger, SQLiteLedger) else None
         self._warm = WarmStart.from_state(stored, self.device)
+        self._surrogate: tuple[tuple, Surrogate] | None = None  # for predict and recommend
 
     @classmethod
     def load(cls, storage: str | os.PathLike | SQLiteStorage, study: str = "default",
@@ -171,6 +175,78 @@ class Optimizer:
             return None
         pick = min if self.direction == "minimize" else max
         return pick(done, key=lambda t: t.value)
+
+    def recommend(self) -> Recommendation | None:
+        """The completed trial with the best posterior mean: what to deploy.
+
+        `best` is the best *observed* value; on a noisy objective (a cross-validated score,
+        a seeded training run) that is often the luckiest draw. `recommend` asks the GP,
+        which pools every observation, which configuration is best in expectation. On a
+        deterministic objective the two mostly agree.
+
+        Returns:
+            None before any observation. When no GP can be fitted, the best observed trial
+            with `std` NaN (and a logged warning).
+        """
+        with self._lock:
+            self._ledger.sync()
+            done = self._ledger.with_status("complete")
+            if not done:
+                return None
+            mean, std = self._posterior(done, self._ledger.encoded(done))
+        pick = max if self.direction == "maximize" else min
+        k = pick(range(len(done)), key=lambda i: float(mean[i]))
+        t = done[k]
+        return Recommendation(t.id, dict(t.params), float(mean[k]), float(std[k]), t.value)
+
+    def predict(self, configs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """The GP's posterior of the noise-free objective at `configs`, in its units.
+
+        Args:
+            configs: configurations of the space (validated).
+
+        Returns:
+            `n` posterior medians and `n` half-widths of the central 68% bands (one
+            standard deviation for a normal), as float64 arrays.
+
+        Raises:
+            ParameterError: a configuration that does not fit the space.
+            ArgumentError: nothing observed yet, or no GP could be fitted.
+        """
+        X = self.space.encode(configs)  # validates every config
+        with self._lock:
+            self._ledger.sync()
+            done = self._ledger.with_status("complete")
+            if not done:
+                raise ArgumentError("predict(): no completed trial yet; observe values first.")
+            mean, std = self._posterior(done, list(X), strict=True)
+        return mean.cpu().numpy(), std.cpu().numpy()
+
+    def _posterior(self, done: list[Trial], rows: list[Tensor], *, strict: bool = False
+                   ) -> tuple[Tensor, Tensor]:
+        """The posterior at the encoded `rows` from a GP fitted as a round would fit it
+        (the optimizer's warm start is read, not changed)."""
+        key = tuple((t.id, t.value) for t in done)
+        if self._surrogate is None or self._surrogate[0] != key:
+            X = torch.stack(self._ledger.encoded(done)).to(self.device)
+            values = torch.tensor([t.value for t in done], dtype=torch.float64,
+                                  device=self.device)
+            with torch_threads(self._threads()):
+                surrogate = fit_surrogate(X, values, self.space.layout,
+                                          maximize=self.direction == "maximize",
+                                          warm_start=self._warm, refit_growth=self.refit_growth)
+            self._surrogate = (key, surrogate)
+        surrogate = self._surrogate[1]
+        if surrogate.model is None:
+            reason = "; ".join(surrogate.warnings)
+            if strict:
+                raise ArgumentError(f"predict(): no usable GP on these observations ({reason}).")
+            logger.warning("recommend(): no usable GP (%s); recommending the best observed "
+                           "trial", reason)
+            values = torch.tensor([t.value for t in done], dtype=torch.float64)
+            return values, torch.full_like(values, math.nan)
+        X = torch.stack(rows).to(self.device)
+        return posterior_in_objective_units(surrogate, X)
 
     @property
     def warm_start(self) -> WarmStart:

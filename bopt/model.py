@@ -261,6 +261,19 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         Returns:
             `... x q` means and `... x q` standard deviations (standardised scale).
         """
+        mean, std, _ = self.mean_std_whitened(X)
+        return mean, std
+
+    def mean_std_whitened(self, X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`mean_std`, and the whitened cross-covariances it computed on the way.
+
+        Args:
+            X: `... x q x d` encoded points.
+
+        Returns:
+            `... x q` means, `... x q` standard deviations, and the `n x (...q)` matrix
+            `V = L^-1 k(train_X, X)` (columns in the flattened order of `X`'s points).
+        """
         n = self.train_X.shape[0]
         Ks = mixed_cross(X, self.train_X, self.hypers, self.layout.continuous,
                          self.layout.categorical)  # ... x q x n
@@ -269,7 +282,7 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         V = torch.linalg.solve_triangular(self.L, flat, upper=False)
         var = mixed_diag(X, self.hypers, self.layout.continuous, self.layout.categorical)
         var = var - (V * V).sum(0).reshape(X.shape[:-1])
-        return mean, var.clamp_min(1e-12).sqrt()
+        return mean, var.clamp_min(1e-12).sqrt(), V
 
     def condition_on(self, X: Tensor, Y: Tensor) -> "BoptGP":
         """The same hyperparameters with extra data (e.g. believed values of pending points).

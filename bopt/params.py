@@ -450,14 +450,16 @@ def _float_to_unit(v: Tensor, p: Float) -> Tensor:
 
 
 def _float_from_unit(u: Tensor, p: Float) -> Tensor:
-    """`n` encoded values (clipped to [0, 1]) to `n` values of `p` in `[low, high]`."""
+    """`n` encoded values (clipped to [0, 1]) to `n` values of `p` in `[low, high]`; the
+    ends of the unit interval give the bounds exactly (exp(log(1e-6)) is 1.0000000000000004e-06)."""
     u = u.clamp(0.0, 1.0)
     if p.log:
         lo, hi = math.log(p.low), math.log(p.high)
         v = torch.exp(lo + u * (hi - lo))
     else:
         v = p.low + u * (p.high - p.low)
-    return v.clamp(p.low, p.high)
+    v = v.clamp(p.low, p.high)
+    return torch.where(u <= 0.0, p.low, torch.where(u >= 1.0, p.high, v))
 
 
 def _integer_from_uniform(u: Tensor, p: Int) -> Tensor:

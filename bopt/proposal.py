@@ -15,6 +15,7 @@ diagnostics and on the `bopt` logger; any other exception is a bug and propagate
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from bopt.acquisition.optimize import multistart_maximize
+from bopt.acquisition.optimize import multistart_maximize, perturb
 from bopt.acquisition.registry import ScoreContext, build_score
 from bopt.errors import FitError, NumericalError
-from bopt.layout import Layout
+from bopt.layout import Layout, integer_grid_round
 from bopt.model import BoptGP, fit_gp
 from bopt.runtime import OUT_OF_MEMORY, release_cached_memory
 from bopt.space import Space
@@ -37,6 +38,10 @@ logger = logging.getLogger("bopt")
 # What a round may degrade from; anything else is a programming error and propagates.
 NUMERICAL_TROUBLE = (NumericalError, torch.linalg.LinAlgError, OUT_OF_MEMORY)
 _NUM_SEEDS = 5  # best observations whose perturbations join the raw candidates
+_NUM_NEIGHBOURS = 256  # neighbours scored when the ascent found only seen configurations
+# No proposal lands closer than this (unit cube, numeric columns) to a pending point of the
+# same categories: parallel workers evaluate distinct points, not near-copies.
+MIN_DISTANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,28 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
     return surrogate
 
 
+def posterior_in_objective_units(surrogate: Surrogate, X: Tensor) -> tuple[Tensor, Tensor]:
+    """The latent function's posterior at `X`, mapped back to the objective's units.
+
+    The GP models transformed values (`bopt.warp.OutputTransform`, monotone), so the mean
+    of the objective is not the transform of the GP's mean; this returns the transform of
+    the GP's mean (the posterior median, equal to the mean where the transform is linear)
+    and half the width of the central 68% band (one standard deviation for a normal).
+
+    Args:
+        surrogate: a fitted surrogate (its `model` is not None).
+        X: `n x d` encoded points on the model's device.
+
+    Returns:
+        `n` medians and `n` half-widths, in objective units.
+    """
+    with torch.no_grad():
+        mean, std = surrogate.model.mean_std(X.unsqueeze(-2))  # n x 1 each
+    mean, std = mean.squeeze(-1), std.squeeze(-1)
+    ends = surrogate.transform.inverse(torch.stack([mean - std, mean + std]))  # 2 x n
+    return surrogate.transform.inverse(mean), (ends[1] - ends[0]).abs() / 2
+
+
 def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) -> None:
     """Fit `surrogate`'s targets, keeping the warm start's hyperparameters when `kept`
     (filled in place: this is `fit_surrogate`'s own record)."""
@@ -277,21 +304,32 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
                        round_id, "; ".join(info.warnings))
         return Proposal(None, replace(info, fallback="random"), surrogate.warm_start)
     start = time.perf_counter()
-    model = _believe_pending(surrogate.model, data.pending_X.to(device), info.warnings)
+    model, num_pending = _believe_pending(surrogate.model, data.pending_X.to(device),
+                                          info.warnings)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     Y = surrogate.targets
     score = build_score(settings.acquisition, model, ScoreContext(
         best_f=Y.max(), num_observations=Y.shape[0], d=layout.d, generator=generator,
-        beta=settings.beta))
+        beta=settings.beta, num_pending=num_pending))
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
         num_raw_samples=settings.num_raw_samples, seeds=seeds, device=device)
-    params, best = _first_unseen(space, cands, values, seen, info.warnings)
+    pending_X = data.pending_X.to(device)
+    params, best = _first_unseen(space, cands, values, seen, pending_X, info.warnings)
+    fallback = info.fallback
+    if params is None and bool(torch.isfinite(values).any()):
+        params, best = _best_unseen_neighbour(space, score, cands, seen, pending_X, generator)
+        fallback = "neighbour" if params is not None else "random"
+        logger.log(logging.INFO if params is not None else logging.WARNING,
+                   "trial %d: every optimized candidate was already seen (or next to a "
+                   "pending point); proposing %s", round_id,
+                   "its best unseen neighbour" if params is not None else "at random")
+    elif params is None:
+        fallback = "random"
     info = replace(info, acquisition_seconds=time.perf_counter() - start,
-                   num_starts=cands.shape[0], best_acquisition=best,
-                   fallback=info.fallback if params is not None else "random")
+                   num_starts=cands.shape[0], best_acquisition=best, fallback=fallback)
     return Proposal(params, info, surrogate.warm_start)
 
 
@@ -319,34 +357,73 @@ def _round_info(space: Space, data: RoundData, settings: RoundSettings, surrogat
                    noise=float(surrogate.model.noise))
 
 
-def _believe_pending(model: BoptGP, pending_X: Tensor, warnings: list[str]) -> BoptGP:
-    """Kriging believer: the `k x d` pending points take their posterior mean as data.
+def _believe_pending(model: BoptGP, pending_X: Tensor, warnings: list[str]
+                     ) -> tuple[BoptGP, int]:
+    """Kriging believer: the `k x d` pending points join the data at their posterior mean
+    (log EI then integrates over their outcomes instead; see the registry).
 
-    Appends a warning (the round's own list) when they cannot be added."""
+    Returns the model and how many points it believes (0 when they could not be added,
+    with a warning appended to the round's own list)."""
     if pending_X.shape[0] == 0:
-        return model
+        return model, 0
     with torch.no_grad():
         mean, _ = model.mean_std(pending_X.unsqueeze(-2))  # k x 1
     try:
-        return model.condition_on(pending_X, mean)
+        return model.condition_on(pending_X, mean), pending_X.shape[0]
     except FitError as err:
         warnings.append(f"pending points ignored ({err})")
-        return model
+        return model, 0
 
 
 def _first_unseen(space: Space, cands: Tensor, values: Tensor, seen: Collection[tuple],
-                  warnings: list[str]) -> tuple[dict | None, float | None]:
-    """The best of the `b x 1 x d` candidates (sorted best first) not in `seen`, decoded,
-    and its score; non-finite candidates are dropped with a warning."""
+                  pending_X: Tensor, warnings: list[str]) -> tuple[dict | None, float | None]:
+    """The best of the `b x 1 x d` candidates (sorted best first) that is not in `seen` nor
+    within `MIN_DISTANCE` of a `k x d` pending point, decoded, and its score; non-finite
+    candidates are dropped with a warning."""
     finite = torch.isfinite(cands).all(-1).all(-1) & torch.isfinite(values)  # b
     if not bool(finite.all()):
         bad = int((~finite).sum())
         warnings.append(f"the acquisition optimizer returned {bad} of {finite.numel()} "
                         "candidates with non-finite entries or scores; they were dropped")
         cands, values = cands[finite], values[finite]
-    for config, value in zip(space.decode(cands[:, 0, :].cpu()), values.tolist()):
-        if space.key(config, validated=True) not in seen:
+    found = _pick_unseen(space, cands[:, 0, :], values, seen, pending_X)
+    if found[0] is None and cands.shape[0]:
+        warnings.append("every optimized candidate was already seen or next to a pending point")
+    return found
+
+
+def _pick_unseen(space: Space, X: Tensor, values: Tensor, seen: Collection[tuple],
+                 pending_X: Tensor) -> tuple[dict | None, float | None]:
+    """The first of the `b x d` points (best first) that is new and not next to a pending
+    point, decoded, with its score."""
+    far = _far_from(X, pending_X, space.layout).tolist()  # b
+    for config, value, ok in zip(space.decode(X.cpu()), values.tolist(), far):
+        if ok and space.key(config, validated=True) not in seen:
             return config, value
-    if cands.shape[0]:
-        warnings.append("every optimized candidate was already seen")
     return None, None
+
+
+def _far_from(X: Tensor, pending_X: Tensor, layout: Layout) -> Tensor:
+    """`b` flags: each of the `b x d` points is at least `MIN_DISTANCE` (Euclidean, numeric
+    columns in the unit cube) from every `k x d` pending point with the same categories."""
+    if pending_X.shape[0] == 0:
+        return torch.ones(X.shape[0], dtype=torch.bool, device=X.device)
+    cont, cat = list(layout.continuous), list(layout.categorical)
+    dist = torch.cdist(X[:, cont], pending_X[:, cont]) if cont else torch.zeros(
+        X.shape[0], pending_X.shape[0], dtype=X.dtype, device=X.device)  # b x k
+    same = (X[:, None, cat] == pending_X[None, :, cat]).all(-1)  # b x k
+    return ~((dist < MIN_DISTANCE) & same).any(-1)
+
+
+def _best_unseen_neighbour(space: Space, score, cands: Tensor, seen: Collection[tuple],
+                           pending_X: Tensor, generator: torch.Generator
+                           ) -> tuple[dict | None, float | None]:
+    """When every candidate was seen: the best-scoring new neighbour of the candidates
+    (random moves of every column, scored in one batch)."""
+    layout = space.layout
+    X = integer_grid_round(perturb(cands[:, 0, :], _NUM_NEIGHBOURS, layout, generator),
+                           layout)  # m x d
+    with torch.no_grad():
+        values = torch.nan_to_num(score(X.unsqueeze(-2)), nan=-math.inf)  # m
+    order = values.argsort(descending=True)
+    return _pick_unseen(space, X[order], values[order], seen, pending_X)

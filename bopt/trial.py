@@ -1,5 +1,6 @@
-"""What the loop hands out and records: `Trial` (one configuration and its outcome) and
-`RoundInfo` (what one suggestion round did). A leaf: imports nothing of bopt."""
+"""What the loop hands out and records: `Trial` (one configuration and its outcome),
+`RoundInfo` (what one suggestion round did) and `Recommendation` (the configuration the
+model believes best). A leaf: imports nothing of bopt."""
 
 from __future__ import annotations
 
@@ -75,3 +76,27 @@ class RoundInfo:
         info = cls(**{k: v for k, v in data.items() if k in known})
         info.outputscales = tuple(info.outputscales)
         return info
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The observed configuration the model believes best: what to deploy.
+
+    Unlike `Optimizer.best` (the best *observed* value, which on a noisy objective is
+    often a lucky draw), this ranks the completed trials by the GP's posterior mean of the
+    noise-free objective.
+
+    Attributes:
+        trial_id: the completed trial that evaluated it.
+        params: the configuration.
+        mean: the posterior median of the objective there, in its units.
+        std: half the width of the posterior's central 68% band there (one standard
+            deviation for a normal); NaN when no model could be fitted.
+        value: what that trial observed.
+    """
+
+    trial_id: int
+    params: dict
+    mean: float
+    std: float
+    value: float

@@ -13,6 +13,16 @@ def test_demo_reports_best_configuration_value_regret_and_time(capsys):
         assert expected in out
 
 
+@pytest.mark.parametrize("acquisition, per", [("ei", "per model-based suggestion"),
+                                               ("random", "per suggestion")])
+def test_demo_states_a_meaningful_time_per_suggestion(acquisition, per, capsys):
+    assert main(["demo", "--problem", "branin", "--budget", "7", "--quiet",
+                 "--acquisition", acquisition]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "time in suggest" in ln)
+    median = line.split("median ")[1].split(" per")[0]
+    assert per in line and not median.startswith("0.000") and not median.startswith("0 ")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--budget", "0"], "--budget: must be a positive integer, got 0"),
     (["demo", "--acquisition", "nope"], "invalid choice: 'nope'"),

@@ -766,3 +766,61 @@ def test_threads_interleaving_suggest_and_observe():
     assert [t.id for t in history] == list(range(100))
     assert all(t.status == "complete" for t in history)
     assert len({key(space, t.params) for t in history}) == 100
+
+
+# --------------------------------------------------------------------------- recommend, predict
+
+
+def _replicates(direction: str = "minimize") -> Optimizer:
+    """A is observed three times near 1.0; B once at a lucky -0.5 and three times near 2.0."""
+    sign = 1.0 if direction == "minimize" else -1.0
+    opt = Optimizer(continuous_space(), direction=direction, **FAST)
+    a, b = {"x": 0.2, "y": 0.0}, {"x": 0.8, "y": 0.0}
+    for config, values in ((a, [1.0, 1.1, 0.9]), (b, [-0.5, 2.0, 2.1, 1.9])):
+        for v in values:
+            opt.observe(config, sign * v)
+    for i, x in enumerate((0.05, 0.35, 0.5, 0.65, 0.95)):
+        opt.observe({"x": x, "y": 1.0}, sign * (1.5 + 0.1 * i))
+    return opt
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_recommend_trusts_the_model_not_the_luckiest_draw(direction):
+    opt = _replicates(direction)
+    sign = 1.0 if direction == "minimize" else -1.0
+    assert opt.best.params == {"x": 0.8, "y": 0.0} and opt.best.value == sign * -0.5
+    rec = opt.recommend()
+    assert rec.params == {"x": 0.2, "y": 0.0} and rec.value == sign * 1.0
+    assert rec.trial_id == 0 and abs(rec.mean - sign * 1.0) < 0.2 and 0 < rec.std < 1.0
+    mean, std = opt.predict([{"x": 0.2, "y": 0.0}, {"x": 0.8, "y": 0.0}])
+    assert mean.shape == std.shape == (2,) and mean.dtype == np.float64
+    assert sign * mean[1] > sign * mean[0] + 0.1  # B is believed worse, despite its -0.5
+
+
+def test_predict_recovers_a_smooth_objective_and_changes_nothing():
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    f = lambda p: math.sin(3 * p["x"]) + 0.5 * p["y"]  # noqa: E731
+    for config in space.sobol(32, seed=1):
+        opt.observe(config, f(config))
+    before = (opt.history, opt.diagnostics, opt.warm_start)
+    probe = space.sample(5, seed=9)
+    mean, std = opt.predict(probe)
+    np.testing.assert_allclose(mean, [f(c) for c in probe], atol=0.05)
+    assert (std > 0).all() and (std < 0.1).all()
+    assert (opt.history, opt.diagnostics) == before[:2] and opt.warm_start is before[2]
+    again, _ = opt.predict(probe)  # cached: the same fit answers again
+    assert np.array_equal(mean, again)
+
+
+def test_predict_and_recommend_before_any_observation():
+    opt = Optimizer(continuous_space(), **FAST)
+    assert opt.recommend() is None
+    with pytest.raises(ArgumentError, match=r"predict\(\): no completed trial yet"):
+        opt.predict([{"x": 0.5, "y": 0.0}])
+
+
+def test_predict_validates_its_configs():
+    opt = _replicates()
+    with pytest.raises(ParameterError, match=r"config #1: parameter 'x' = 2.0 is outside"):
+        opt.predict([{"x": 0.5, "y": 0.0}, {"x": 2.0, "y": 0.0}])

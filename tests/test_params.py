@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import bopt.params
 import bopt.space
@@ -172,3 +173,12 @@ def test_is_active_needs_the_parent_present_with_an_allowed_value():
     assert p.is_active({"c": 1}) and p.is_active({"c": "b", "x": 0.5})
     assert not p.is_active({"c": True}) and not p.is_active({"c": 1.0})
     assert not p.is_active({"c": "a"})
+
+
+@pytest.mark.parametrize("param", [Float("lr", 1e-6, 1e3, log=True), Float("w", 0.1, 0.3),
+                                   Float("z", -7.3, 1e-9)])
+def test_the_ends_of_the_unit_interval_decode_to_the_bounds_exactly(param):
+    space = Space([param])
+    ends = space.decode(torch.tensor([[0.0], [1.0], [-0.5], [1.5]], dtype=torch.float64))
+    assert [c[param.name] for c in ends] == [param.low, param.high, param.low, param.high]
+    assert space.decode(space.encode([{param.name: param.high}]))[0][param.name] == param.high

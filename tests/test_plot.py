@@ -200,7 +200,11 @@ def test_slice_2d_draws_mean_and_std_maps(opt, tmp_path):
     assert mean_ax.get_xlabel() == "x" and mean_ax.get_ylabel() == "rate"
     assert mean_ax.get_yscale() == "log"
     assert mean_ax.get_ylim() == pytest.approx((1e-3, 1.0))
-    assert "spread" in std_ax.get_title()
+    assert "spread" in std_ax.get_title() and "log colour scale" in std_ax.get_title()
+    from matplotlib.colors import LogNorm
+
+    spread = std_ax.collections[0]
+    assert isinstance(spread.norm, LogNorm) and spread.norm.vmin > 0
     titles = [ax.get_title() for ax in fig.axes[2:5]]
     assert [t.split(" (")[0] for t in titles] == ["expected improvement", "UCB", "Thompson sample"]
     for ax in fig.axes[2:5]:  # each acquisition map marks its maximum
@@ -235,6 +239,12 @@ def test_slice_of_a_conditional_parameter_needs_its_parent():
     with pytest.raises(ArgumentError, match=r"plot_slice: 'momentum' is inactive when 'opt' = "
                        r"'adam'; fix its parent, e\.g\. fixed=\{'opt': 'sgd'\}"):
         plot_slice(opt, ["momentum"], fixed={"opt": "adam"})
+    with pytest.raises(ArgumentError, match=r"fixed\['momentum'\] is never used: 'momentum' is "
+                       r"inactive on this slice \('opt' = 'adam', but 'momentum' needs one of "
+                       r"\['sgd'\]\)"):
+        plot_slice(opt, ["x"], fixed={"opt": "adam", "momentum": 0.9})
+    fig = plot_slice(opt, ["x"], fixed={"opt": "sgd", "momentum": 0.9})  # used: accepted
+    assert "momentum=0.9" in fig._suptitle.get_text()
 
 
 # --------------------------------------------------------------------------- bad input

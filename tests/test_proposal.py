@@ -336,3 +336,81 @@ def test_warm_start_state_round_trips_through_json():
     assert torch.equal(back.theta, theta) and back.num_observations == 12
     assert WarmStart().to_state() is None
     assert WarmStart.from_state(None, torch.device("cpu")).theta is None
+
+
+# --------------------------------------------------------------------------- batches, seen points
+
+
+def _min_distance(space, trials) -> float:
+    X = space.encode([t.params for t in trials])
+    d = torch.cdist(X, X) + torch.eye(len(trials), dtype=X.dtype) * 1e9
+    return float(d.min())
+
+
+@pytest.mark.parametrize("acquisition", GP_ACQUISITIONS)
+def test_batch_members_and_other_workers_points_are_spread_out(acquisition):
+    space = continuous_space()
+    opt = Optimizer(space, acquisition, **FAST)
+    run_loop(opt, 8)
+    for _ in range(2):
+        batch = opt.suggest(4)
+        assert _min_distance(space, batch) >= proposal.MIN_DISTANCE
+        for trial in batch:
+            opt.observe(trial, objective(trial.params))
+    first = opt.suggest()  # another worker's pending trial
+    second = opt.suggest()
+    assert _min_distance(space, [first, second]) >= proposal.MIN_DISTANCE
+
+
+def test_log_ei_batches_integrate_over_the_pending_outcomes(monkeypatch):
+    """With pending points the EI score is the fantasy form; without, the closed form."""
+    calls = []
+    real = proposal.build_score
+
+    def spy(key, model, context):
+        calls.append(context.num_pending)
+        return real(key, model, context)
+
+    monkeypatch.setattr(proposal, "build_score", spy)
+    opt = Optimizer(continuous_space(), **FAST)
+    run_loop(opt, 4)
+    opt.suggest(3)
+    assert calls == [0, 0, 1, 2]  # round 4 sequential; then a batch: 0, 1, 2 pending
+
+
+def _scripted_maximize(points):
+    """A multistart optimizer that returns `points` (`b x d`), best first."""
+    def maximize(score, layout, **kwargs):
+        X = points.unsqueeze(1)  # b x 1 x d
+        return X, torch.linspace(1.0, 0.0, X.shape[0], dtype=X.dtype)
+    return maximize
+
+
+def test_a_candidate_next_to_a_pending_point_is_skipped(monkeypatch):
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    run_loop(opt, 4)
+    pending = opt.suggest()
+    near = space.encode([pending.params]) + 1e-5
+    far = space.encode([{"x": 0.123, "y": -1.5}])
+    monkeypatch.setattr(proposal, "multistart_maximize", _scripted_maximize(torch.cat([near, far])))
+    trial = opt.suggest()
+    assert trial.params == pytest.approx({"x": 0.123, "y": -1.5})
+    assert opt.diagnostics[-1].fallback is None
+
+
+def test_seen_candidates_give_their_best_unseen_neighbour(monkeypatch, caplog):
+    space = continuous_space()
+    opt = Optimizer(space, **FAST)
+    done = run_loop(opt, 4)
+    seen = space.encode([t.params for t in done])
+    monkeypatch.setattr(proposal, "multistart_maximize", _scripted_maximize(seen))
+    with caplog.at_level(logging.INFO, logger="bopt"):
+        trial = opt.suggest()
+    info = opt.diagnostics[-1]
+    assert trial.source == "ei" and info.fallback == "neighbour"
+    assert_valid(space, trial.params)
+    assert key(space, trial.params) not in {key(space, t.params) for t in done}
+    X = space.encode([trial.params])
+    assert float(torch.cdist(X, seen).min()) < 0.5  # a neighbour, not a random point
+    assert any("already seen" in r.getMessage() for r in caplog.records)

@@ -76,6 +76,7 @@ def plot_slice(opt: Optimizer, params: Sequence[str] | str, *,
     pending = _coordinates(opt.space, [t for t in history if t.status == "pending"], names)
     values = _reference_values(opt, done, dict(fixed or {}))
     _check_active(opt.space, names, values)
+    _check_fixed_used(opt.space, names, values, dict(fixed or {}))
     model, Y, transform = _slice_model(opt, done)
     others = ", ".join(f"{n}={format_value(values[n])}" for n in _held(opt.space, names, values))
     if len(names) == 1:
@@ -153,6 +154,20 @@ def _check_active(space: Space, names: list[str], values: Mapping[str, Any]) -> 
                 f"plot_slice: {name!r} is inactive when {p.parent!r} = "
                 f"{values[p.parent]!r}; fix its parent, e.g. fixed={{{p.parent!r}: "
                 f"{p.allowed[0]!r}}}.")
+
+
+def _check_fixed_used(space: Space, names: list[str], values: Mapping[str, Any],
+                      fixed: dict) -> None:
+    """A fixed value for a parameter that is inactive everywhere on the slice would be
+    silently ignored: refuse it, saying why it is inactive."""
+    used = set(_held(space, names, values))
+    for name in fixed:
+        if name not in used:
+            p = space[name]
+            raise ArgumentError(
+                f"plot_slice: fixed[{name!r}] is never used: {name!r} is inactive on this "
+                f"slice ({p.parent!r} = {values[p.parent]!r}, but {name!r} needs one of "
+                f"{list(p.allowed)!r}); drop it, or fix {p.parent!r} as well.")
 
 
 def _slice_model(opt: Optimizer, done: list[Trial]) -> tuple[BoptGP, Tensor, OutputTransform]:
@@ -311,25 +326,24 @@ def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransfo
     configs = [opt.space.active_config({**values, names[0]: a, names[1]: b})
                for b in ys for a in xs]  # rows follow the second parameter
     grid, mean, std = _posterior(opt, model, configs)
-    shape = (len(ys), len(xs))
     median, low, high = _objective_band(transform, mean, std)
     maximize = opt.direction == "maximize"
-    fields = {f"posterior median ({'higher' if maximize else 'lower'} is better)": median,
-              "posterior spread (95% band width / 4)": (high - low) / 4}
     acq = _acquisitions(opt, model, Y, grid, mean, std)
     (obs_x, obs_y), _, best = _observations(opt.space, done, names, maximize)
     fig = pyplot().figure(figsize=(12.0, 8.4), layout="constrained")
     cells = fig.add_gridspec(2, 6)
     model_axes = [fig.add_subplot(cells[0, :3]), fig.add_subplot(cells[0, 3:])]
     acq_axes = [fig.add_subplot(cells[1, 2 * k:2 * k + 2]) for k in range(3)]
-    panels = [(ax, title, field, cmap, True) for ax, (title, field), cmap
-              in zip(model_axes, fields.items(), ("viridis", "magma"))]
-    panels += [(ax, f"{label} (scaled to [0, 1])", curve, "cividis", False)
+    # The spread spans orders of magnitude (tiny at the data, large in an extrapolated
+    # corner): a log colour scale shows both.
+    panels = [(model_axes[0], f"posterior median ({'higher' if maximize else 'lower'} is "
+               "better)", median, "viridis", "linear"),
+              (model_axes[1], "posterior spread (95% band width / 4, log colour scale)",
+               (high - low) / 4, "magma", "log")]
+    panels += [(ax, f"{label} (scaled to [0, 1])", curve, "cividis", None)
                for ax, (label, curve) in zip(acq_axes, acq.items())]
-    for ax, title, field, cmap, colorbar in panels:
-        filled = ax.contourf(xs, ys, field.reshape(shape), levels=20, cmap=cmap)
-        if colorbar:
-            fig.colorbar(filled, ax=ax)
+    for ax, title, field, cmap, scale in panels:
+        _contour_panel(fig, ax, xs, ys, field.reshape(len(ys), len(xs)), cmap, scale)
         ax.scatter(obs_x, obs_y, s=18, color="w", edgecolor="k", lw=0.6, label="observations")
         if best is not None:
             ax.scatter(obs_x[best], obs_y[best], marker="*", s=180, color=BEST_COLOR,
@@ -337,17 +351,33 @@ def _slice_2d(opt: Optimizer, model: BoptGP, Y: Tensor, transform: OutputTransfo
         if pending[0].size:
             ax.scatter(pending[0], pending[1], marker="P", s=120, color=NEXT_COLOR,
                        edgecolor="k", lw=0.6, label="next suggestion (pending)")
-        if not colorbar:  # an acquisition: where it would propose on this slice
-            top = int(np.argmax(field))
-            ax.scatter(xs[top % len(xs)], ys[top // len(xs)], marker="X", s=140, color="r",
-                       edgecolor="w", lw=0.8, label="maximum on this slice")
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
-        if p.log:
-            ax.set_xscale("log")
-        if r.log:
-            ax.set_yscale("log")
+        ax.set_xscale("log" if p.log else "linear")
+        ax.set_yscale("log" if r.log else "linear")
     model_axes[0].legend(fontsize="small")
     acq_axes[0].legend(fontsize="x-small")
     return fig
+
+
+def _contour_panel(fig, ax: Axes, xs: list, ys: list, field: np.ndarray, cmap: str,
+                   scale: str | None) -> None:
+    """Filled contours of a `len(ys) x len(xs)` field; with a colour bar on a linear or log
+    `scale`, or, for an acquisition (`scale` None), its maximum on the slice marked."""
+    if scale == "log" and float(field.max()) > 0:
+        from matplotlib.colors import LogNorm
+
+        positive = field[field > 0]
+        low = max(float(positive.min()), float(field.max()) * 1e-6)
+        levels = np.geomspace(low, float(field.max()) * (1 + 1e-9), 21)
+        filled = ax.contourf(xs, ys, np.clip(field, low, None), levels=levels, cmap=cmap,
+                             norm=LogNorm(levels[0], levels[-1]))
+    else:
+        filled = ax.contourf(xs, ys, field, levels=20, cmap=cmap)
+    if scale is not None:
+        fig.colorbar(filled, ax=ax)
+        return
+    top = int(np.argmax(field))
+    ax.scatter(xs[top % len(xs)], ys[top // len(xs)], marker="X", s=140, color="r",
+               edgecolor="w", lw=0.8, label="maximum on this slice")

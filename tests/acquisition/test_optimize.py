@@ -275,11 +275,11 @@ def test_discrete_move_gives_switched_on_children_valid_values():
 
 
 def test_perturbations_of_nested_conditional_points_are_valid():
-    from bopt.acquisition.optimize import _perturb
+    from bopt.acquisition.optimize import perturb
 
     space = _nested_space()
     seeds = space.encode(space.sample(20, seed=1))
-    X = _perturb(seeds, 300, space.layout, torch.Generator().manual_seed(0))
+    X = perturb(seeds, 300, space.layout, torch.Generator().manual_seed(0))
     _assert_valid(X, space.layout, on_grid=False)  # integers stay relaxed for the ascent
 
 
