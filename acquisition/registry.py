@@ -1,4 +1,4 @@
-"""The one table of public strategy names: "ei", "nei", "ucb", "ts" (acquisitions on the
+"""The one table of public strategy names: "ei", "ucb", "ts", "nei" (acquisitions on the
 GP) and "random", "sobol" (model-free).
 
 Everything that names a strategy reads it from here: the optimizer, the command line, the
@@ -108,9 +108,9 @@ class AcquisitionEntry:
 ACQUISITIONS: dict[str, AcquisitionEntry] = {
     entry.key: entry for entry in (
         AcquisitionEntry("ei", "log expected improvement", _log_ei_score),
-        AcquisitionEntry("nei", "log noisy expected improvement", _log_nei_score),
         AcquisitionEntry("ucb", "upper confidence bound", _ucb_score),
         AcquisitionEntry("ts", "Thompson sampling", _thompson_score),
+        AcquisitionEntry("nei", "log noisy expected improvement", _log_nei_score),
     )
 }
 MODEL_FREE = ("random", "sobol")

@@ -68,8 +68,10 @@ def draw_posterior_path(model, *, generator: torch.Generator, num_paths: int = 1
     phi_X = features(X)  # n x M
     weights = torch.randn(phi_X.shape[-1], num_paths, generator=generator, dtype=X.dtype,
                           device=X.device)
+    variance = model.noise if getattr(model, "known_noise", None) is None else (
+        model.noise + model.known_noise).unsqueeze(-1)  # n x 1: known errors on top
     noise = torch.randn(X.shape[0], num_paths, generator=generator, dtype=X.dtype,
-                        device=X.device) * model.noise.sqrt()
+                        device=X.device) * variance.sqrt()
     update = torch.cholesky_solve(Y - phi_X @ weights - noise, model.L)  # n x s
     return PosteriorPath(features, weights, X, update, model.hypers, layout.continuous,
                          layout.categorical)

@@ -27,7 +27,7 @@ from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, St
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
                          SQLiteLedger, SeenKeys, as_storage, open_stored)
 from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_surrogate,
-                           posterior_in_objective_units, propose)
+                           posterior_in_objective_units, propose, reported_sems)
 from bopt.runtime import resolve_device, suggest_threads, torch_threads
 from bopt.space import Space
 from bopt.storage import SQLiteStorage
@@ -226,7 +226,7 @@ class Optimizer:
                    ) -> tuple[Tensor, Tensor]:
         """The posterior at the encoded `rows` from a GP fitted as a round would fit it
         (the optimizer's warm start is read, not changed)."""
-        key = tuple((t.id, t.value) for t in done)
+        key = tuple((t.id, t.value, t.sem) for t in done)
         if self._surrogate is None or self._surrogate[0] != key:
             X = torch.stack(self._ledger.encoded(done)).to(self.device)
             values = torch.tensor([t.value for t in done], dtype=torch.float64,
@@ -234,7 +234,8 @@ class Optimizer:
             with torch_threads(self._threads()):
                 surrogate = fit_surrogate(X, values, self.space.layout,
                                           maximize=self.direction == "maximize",
-                                          warm_start=self._warm, refit_growth=self.refit_growth)
+                                          warm_start=self._warm, refit_growth=self.refit_growth,
+                                          sems=reported_sems([t.sem for t in done], self.device))
             self._surrogate = (key, surrogate)
         surrogate = self._surrogate[1]
         if surrogate.model is None:
@@ -371,7 +372,8 @@ class Optimizer:
             train_X=torch.stack(self._ledger.encoded(complete)),
             values=torch.tensor([t.value for t in complete], dtype=torch.float64),
             pending_X=torch.stack(pending) if pending else torch.empty(0, d, dtype=torch.float64),
-            num_duplicates=len(complete) - self._ledger.num_distinct(complete))
+            num_duplicates=len(complete) - self._ledger.num_distinct(complete),
+            sems=reported_sems([t.sem for t in complete], torch.device("cpu")))
 
     def _round_settings(self) -> RoundSettings:
         return RoundSettings(self.acquisition, maximize=self.direction == "maximize",
@@ -383,12 +385,16 @@ class Optimizer:
         return suggest_threads(self.device, self.num_threads,
                                len(self._ledger.with_status("complete")))
 
-    def observe(self, trial: Trial | int | Mapping[str, Any], value: Any) -> Trial:
+    def observe(self, trial: Trial | int | Mapping[str, Any], value: Any, *,
+                sem: float | None = None) -> Trial:
         """Record the objective value of a suggested trial, or of any configuration.
 
         Args:
             trial: a pending `Trial`, its id, or a configuration dict (outside data).
             value: a finite real number.
+            sem: the value's standard error, when it is known (e.g. the spread of the
+                cross-validation folds divided by sqrt(folds)): the GP adds its variance to
+                that observation's noise, on top of the noise it fits.
 
         Returns:
             The completed trial.
@@ -402,11 +408,13 @@ class Optimizer:
             self._ledger.sync()
             if isinstance(trial, Mapping):
                 params = self.space.validate(trial)
-                value = finite_value(value, f"observe({params!r})")
-                return _public(self._ledger.add_external(params, value))
+                where = f"observe({params!r})"
+                value, sem = finite_value(value, where), _check_sem(sem, where)
+                return _public(self._ledger.add_external(params, value, sem))
             pending = self._ledger.pending_trial(trial, "observe")
-            value = finite_value(value, f"observe(trial {pending.id})")
-            return _public(self._ledger.finish(pending, "complete", value, None, "observe"))
+            where = f"observe(trial {pending.id})"
+            value, sem = finite_value(value, where), _check_sem(sem, where)
+            return _public(self._ledger.finish(pending, "complete", value, None, "observe", sem))
 
     def fail(self, trial: Trial | int, reason: str | None = None) -> Trial:
         """Mark a pending (or stale) trial as failed; its configuration is not proposed again.
@@ -502,6 +510,13 @@ class Optimizer:
             if best is not None:
                 bar.set_postfix(best=f"{best.value:.6g}", refresh=False)
         return self.best
+
+
+def _check_sem(sem: Any, where: str) -> float | None:
+    if sem is None:
+        return None
+    return check_number(sem, f"{where}: sem (the value's standard error)", low=0.0,
+                        error=ObservationError)
 
 
 def _check_threads(num_threads: Any) -> int | str | None:

@@ -15,7 +15,8 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 if TYPE_CHECKING:
     from bopt.trial import Trial
 
-TRIAL_FIELDS = ("id", "status", "value", "source", "note", "retry_of", "created", "completed")
+TRIAL_FIELDS = ("id", "status", "value", "sem", "source", "note", "retry_of", "created",
+                "completed")
 
 
 def trial_records(trials: Sequence[Trial], names: Sequence[str]) -> list[dict[str, Any]]:

@@ -157,12 +157,12 @@ class Ledger:
         """
         raise NotImplementedError
 
-    def add_external(self, params: dict, value: float) -> Trial:
+    def add_external(self, params: dict, value: float, sem: float | None = None) -> Trial:
         """Record an observation of a configuration that was never suggested."""
         raise NotImplementedError
 
     def finish(self, pending: Trial, status: str, value: float | None, note: str | None,
-               verb: str) -> Trial:
+               verb: str, sem: float | None = None) -> Trial:
         """Complete or fail a pending (or stale) trial."""
         raise NotImplementedError
 
@@ -179,15 +179,15 @@ class MemoryLedger(Ledger):
             self._store(trial, info)
         return [self._trials[t.id] for t in trials]
 
-    def add_external(self, params, value):
+    def add_external(self, params, value, sem=None):
         now = time.time()
         trial = Trial(self.next_id(), params, "complete", value, "external",
-                      created=now, completed=now)
+                      created=now, completed=now, sem=sem)
         self._store(trial)
         return trial
 
-    def finish(self, pending, status, value, note, verb):
-        done = replace(pending, status=status, value=value, completed=time.time(),
+    def finish(self, pending, status, value, note, verb, sem=None):
+        done = replace(pending, status=status, value=value, completed=time.time(), sem=sem,
                        note=note if note is not None else pending.note)
         self._store(done)
         return done
@@ -228,7 +228,7 @@ class SQLiteLedger(Ledger):
                                f"the space ({err}); the file was edited or corrupted.") from err
         info = None if row.round is None else RoundInfo.from_dict(row.round)
         self._store(Trial(row.trial_id, params, row.status, row.value, row.source, row.note,
-                          row.retry_of, row.created, row.completed), info)
+                          row.retry_of, row.created, row.completed, row.sem), info)
 
     def commit(self, trials, rounds, *, strict, state):
         keys = {self.space.key(t.params, validated=True) for t in trials}
@@ -250,16 +250,17 @@ class SQLiteLedger(Ledger):
         self.sync()
         return [self._trials[i] for i in done[1]]
 
-    def add_external(self, params, value):
-        row = {"params": params, "source": "external", "status": "complete", "value": value}
+    def add_external(self, params, value, sem=None):
+        row = {"params": params, "source": "external", "status": "complete", "value": value,
+               "sem": sem}
         _, ids = self.storage.add_trials(self.study_id, [row], since=self._version,
                                          accept=lambda newer: True)
         self.sync()
         return self._trials[ids[0]]
 
-    def finish(self, pending, status, value, note, verb):
+    def finish(self, pending, status, value, note, verb, sem=None):
         stored = self.storage.finish_trial(self.study_id, pending.id, status, value, note,
-                                           allowed=("pending", "stale"))
+                                           allowed=("pending", "stale"), sem=sem)
         self.sync()
         if stored is None:  # another process reported it since our last look
             self.pending_trial(pending.id, verb)  # raises, saying what it became

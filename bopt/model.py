@@ -20,7 +20,7 @@ import torch
 from botorch.models.gpytorch import GPyTorchModel
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ZeroMean
 from torch import Tensor
 
@@ -191,12 +191,14 @@ class _Objective:
     """`neg_log_posterior` with its constant tensors (prior, mask, identity) built once, so
     the optimisation loop copies nothing from the host per evaluation."""
 
-    def __init__(self, X: Tensor, Y: Tensor, layout: Layout, jitter: float = 0.0):
+    def __init__(self, X: Tensor, Y: Tensor, layout: Layout, jitter: float = 0.0,
+                 known_noise: Tensor | None = None):
         self.X, self.Y, self.layout, self.jitter = X, Y, layout, jitter
         self.spec = _Theta(len(layout.continuous), len(layout.categorical))
         self.loc, self.sd = self.spec.prior(X.dtype, X.device)
         self.free = self.spec.free(X.device)
         self.eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
+        self.known = None if known_noise is None else torch.diag_embed(known_noise)  # n x n
 
     def __call__(self, theta: Tensor) -> Tensor:
         batch_shape = theta.shape[:-1]
@@ -205,6 +207,8 @@ class _Objective:
         X, Y, n = self.X, self.Y, self.X.shape[0]
         K = mixed(X, X, hypers, self.layout.continuous, self.layout.categorical)  # h x n x n
         K = K + (noise + self.jitter)[:, None, None] * self.eye
+        if self.known is not None:
+            K = K + self.known
         lp = _log_prior(theta, self.loc, self.sd, self.free)
         nll = _GaussianNLL.apply(K, Y) if n >= _CLOSED_FORM_MIN_N else _nll_autograd(K, Y)
         value = (nll + 0.5 * n * _LOG_2PI - lp) / n
@@ -222,19 +226,20 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
     _num_outputs = 1
 
     def __init__(self, train_X: Tensor, train_Y: Tensor, layout: Layout, hypers: MixedHypers,
-                 noise: float | Tensor, L: Tensor):
-        likelihood = GaussianLikelihood(noise_constraint=GreaterThan(NOISE_FLOOR * 0.5))
-        super().__init__(train_X, train_Y.squeeze(-1), likelihood)
+                 noise: float | Tensor, L: Tensor, known_noise: Tensor | None = None):
+        super().__init__(train_X, train_Y.squeeze(-1), _likelihood(noise, known_noise, train_X))
         self.layout = layout
         self.mean_module = ZeroMean()
         self.covar_module = make_mixed_kernel(layout)
         self.to(train_X)
         self.covar_module.set_hypers(hypers)
-        self.likelihood.noise = torch.as_tensor(noise, dtype=train_X.dtype,
-                                                device=train_X.device).reshape(1)
+        self.known_noise = known_noise  # n variances each observation adds, or None
+        self._noise = torch.as_tensor(noise, dtype=train_X.dtype, device=train_X.device)
+        if known_noise is None:
+            self.likelihood.noise = self._noise.reshape(1)
         self.eval()
         self.train_X, self.train_Y = train_X, train_Y
-        self.L = L  # n x n lower Cholesky factor of K + noise I
+        self.L = L  # n x n lower Cholesky factor of K + noise I (+ diag(known_noise))
         self.alpha = torch.cholesky_solve(train_Y, L)  # n x 1
 
     def forward(self, x: Tensor) -> MultivariateNormal:
@@ -246,6 +251,10 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
 
     @property
     def noise(self) -> Tensor:
+        """The fitted noise variance shared by every observation (the known per-observation
+        variances, if any, come on top: `known_noise`)."""
+        if self.known_noise is not None:
+            return self._noise.detach()
         return self.likelihood.noise.detach().squeeze()
 
     def kernel(self, X1: Tensor, X2: Tensor) -> Tensor:
@@ -292,13 +301,25 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         """
         train_X = torch.cat([self.train_X, X])
         train_Y = torch.cat([self.train_Y, Y])
-        L, jitter = cholesky_with_jitter(train_X, self.hypers, self.noise, self.layout)
-        return BoptGP(train_X, train_Y, self.layout, self.hypers, self.noise + jitter, L)
+        known = None if self.known_noise is None else torch.cat(
+            [self.known_noise, self.known_noise.new_zeros(X.shape[0])])
+        L, jitter = cholesky_with_jitter(train_X, self.hypers, self.noise, self.layout, known)
+        return BoptGP(train_X, train_Y, self.layout, self.hypers, self.noise + jitter, L, known)
 
 
-def cholesky_with_jitter(X: Tensor, hypers: MixedHypers, noise: Tensor,
-                         layout: Layout) -> tuple[Tensor, float]:
-    """Factor K + (noise + jitter) I with the smallest jitter from `_JITTERS` that works.
+def _likelihood(noise: float | Tensor, known_noise: Tensor | None, like: Tensor):
+    """GPyTorch's view of the noise: homoscedastic, or fixed per observation when some
+    observations came with a known standard error (`BoptGP.posterior` then sees it too)."""
+    if known_noise is None:
+        return GaussianLikelihood(noise_constraint=GreaterThan(NOISE_FLOOR * 0.5))
+    total = torch.as_tensor(noise, dtype=like.dtype, device=like.device) + known_noise
+    return FixedNoiseGaussianLikelihood(noise=total.detach(), learn_additional_noise=False)
+
+
+def cholesky_with_jitter(X: Tensor, hypers: MixedHypers, noise: Tensor, layout: Layout,
+                         known_noise: Tensor | None = None) -> tuple[Tensor, float]:
+    """Factor K + (noise + jitter) I (+ diag(known_noise)) with the smallest jitter from
+    `_JITTERS` that works.
 
     Returns:
         the `n x n` lower factor and the jitter used.
@@ -307,6 +328,8 @@ def cholesky_with_jitter(X: Tensor, hypers: MixedHypers, noise: Tensor,
         FitError: if even the largest jitter fails.
     """
     K = mixed(X, X, hypers, layout.continuous, layout.categorical)
+    if known_noise is not None:
+        K = K + torch.diag_embed(known_noise)
     eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
     for jitter in _JITTERS:
         L, info = torch.linalg.cholesky_ex(K + (noise + jitter) * eye)
@@ -328,7 +351,8 @@ def _starts(spec: _Theta, X: Tensor, warm: Tensor | None, *, single: bool) -> li
 
 
 def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = None,
-           max_iter: int | None = None) -> tuple[BoptGP, Tensor, FitReport]:
+           max_iter: int | None = None, known_noise: Tensor | None = None
+           ) -> tuple[BoptGP, Tensor, FitReport]:
     """Fit hyperparameters by MAP and return the conditioned GP.
 
     Args:
@@ -338,6 +362,8 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
             alongside the prior mode.
         max_iter: L-BFGS iteration cap (default: 150 cold, 10 warm). With 0, the warm
             start is used as it is (the fallback to last round's hyperparameters).
+        known_noise: `n` variances (target scale) each observation adds to the fitted
+            noise, from standard errors the user reported; None for none.
 
     Returns:
         The GP, its `p` log hyperparameters (next round's warm start), and a report.
@@ -362,7 +388,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         theta_best = theta0[0]
     else:
         theta, values, report.iterations = minimize_batched(
-            _Objective(X, Y, layout), theta0, lo, hi,
+            _Objective(X, Y, layout, known_noise=known_noise), theta0, lo, hi,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
             tol=1e-6, gtol=1e-4)
         best = values.argmin()
@@ -370,16 +396,26 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
             report.warnings.append("marginal likelihood not finite at any start; "
                                    "kept the starting hyperparameters")
         theta_best = theta[best]
-    hypers, noise = spec.unpack(theta_best)
-    L, jitter = cholesky_with_jitter(X, hypers, noise, layout)
+    return _conditioned(X, Y, layout, spec, theta_best, known_noise, report), \
+        theta_best.detach(), report
+
+
+def _conditioned(X: Tensor, Y: Tensor, layout: Layout, spec: _Theta, theta: Tensor,
+                 known_noise: Tensor | None, report: FitReport) -> BoptGP:
+    """The GP with hyperparameters `theta` conditioned on the data; fills `report` (the
+    fit's own) with the jitter, the log marginal likelihood and the fit's objective."""
+    n = X.shape[0]
+    hypers, noise = spec.unpack(theta)
+    L, jitter = cholesky_with_jitter(X, hypers, noise, layout, known_noise)
     if jitter > 0:
         report.jitter = jitter
         report.warnings.append(f"covariance needed jitter {jitter:g} to factorise")
-    model = BoptGP(X, Y, layout, hypers, noise + jitter, L)
+    model = BoptGP(X, Y, layout, hypers, noise + jitter, L, known_noise)
     log_ml = -0.5 * (Y * model.alpha).sum() - torch.log(torch.diagonal(L)).sum() \
         - 0.5 * n * _LOG_2PI
-    log_prior = _log_prior(theta_best.unsqueeze(0), *spec.prior(dtype, device), spec.free(device))
+    log_prior = _log_prior(theta.unsqueeze(0), *spec.prior(X.dtype, X.device),
+                           spec.free(X.device))
     # The fit's objective at the result (with the jitter the factor needed, if any).
     report.neg_log_posterior = float((-log_ml - log_prior[0]) / n)
     report.log_marginal_likelihood = float(log_ml)
-    return model, theta_best.detach(), report
+    return model

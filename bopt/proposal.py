@@ -101,12 +101,15 @@ class RoundData:
         values: `n` observed objective values (float64), in the same order.
         pending_X: `k x d` encoded pending configurations (`k` may be 0).
         num_duplicates: how many of the `n` repeat an earlier configuration.
+        sems: `n` standard errors the user reported with the values (0 where none), or
+            None when no observation came with one.
     """
 
     train_X: Tensor
     values: Tensor
     pending_X: Tensor
     num_duplicates: int = 0
+    sems: Tensor | None = None
 
 
 @dataclass
@@ -136,6 +139,24 @@ class Surrogate:
     log_marginal_likelihood: float | None = None
     num_outliers: int = 0
     seconds: float = 0.0
+    known_noise: Tensor | None = None  # `n` variances from reported standard errors
+
+
+def reported_sems(sems: list[float | None], device: torch.device) -> Tensor | None:
+    """Standard errors reported with `n` observations as an `n` float64 tensor (0 where
+    none was given), or None when none was."""
+    if all(s is None for s in sems):
+        return None
+    return torch.tensor([s or 0.0 for s in sems], dtype=torch.float64, device=device)
+
+
+def _target_variances(transform: OutputTransform, values: Tensor, sems: Tensor) -> Tensor:
+    """`n` standard errors in objective units -> `n` variances on the targets' scale, through
+    the transform's local slope at each value (the delta method)."""
+    with torch.enable_grad():
+        y = values.detach().clone().requires_grad_(True)
+        (slope,) = torch.autograd.grad(transform.forward(y).sum(), y)
+    return (sems * slope.abs()) ** 2
 
 
 @dataclass(frozen=True)
@@ -149,7 +170,8 @@ class Proposal:
 
 
 def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: bool,
-                  warm_start: WarmStart, refit_growth: float = 0.0) -> Surrogate:
+                  warm_start: WarmStart, refit_growth: float = 0.0,
+                  sems: Tensor | None = None) -> Surrogate:
     """Targets from values, then the GP with its fallbacks.
 
     The hyperparameters are re-estimated (warm started), or kept as they are when
@@ -164,6 +186,8 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
         maximize: whether higher values are better.
         warm_start: the previous estimate.
         refit_growth: see `bopt.Optimizer`.
+        sems: `n` standard errors of the values in objective units (0 where unknown), or
+            None; they add known variance to each observation, on the targets' scale.
 
     Returns:
         The surrogate; its `model` is None when nothing factorised.
@@ -171,7 +195,9 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
     Y, transform, warnings, num_outliers = transform_outputs(values, maximize=maximize)
     start = time.perf_counter()
     surrogate = Surrogate(None, Y, transform, warm_start, warnings=warnings,
-                          num_outliers=num_outliers)
+                          num_outliers=num_outliers,
+                          known_noise=None if sems is None else _target_variances(
+                              transform, values, sems))
     kept = warm_start.keeps(train_X.shape[0], refit_growth)
     try:
         _estimate(surrogate, train_X, layout, kept=kept)
@@ -180,7 +206,8 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
         if warm_start.theta is not None and not kept:  # kept ones were tried: they failed
             try:
                 surrogate.model, _, _ = fit_gp(train_X, Y, layout, max_iter=0,
-                                               warm_start=warm_start.theta.to(train_X.device))
+                                               warm_start=warm_start.theta.to(train_X.device),
+                                               known_noise=surrogate.known_noise)
                 surrogate.fallback = "last-good-hyperparameters"
             except FitError as err2:
                 surrogate.warnings.append(f"last good hyperparameters failed too ({err2})")
@@ -217,9 +244,10 @@ def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) ->
     grown = kept and warm.num_observations != n  # kept across new data, not one batch
     theta0 = None if warm.theta is None else warm.theta.to(X.device)
     reuse = kept
+    known = surrogate.known_noise
     try:
         model, theta, report = fit_gp(X, Y, layout, warm_start=theta0,
-                                      max_iter=0 if reuse else None)
+                                      max_iter=0 if reuse else None, known_noise=known)
         if grown and report.jitter:
             raise FitError(f"the covariance needed jitter {report.jitter:g}")
     except FitError as err:
@@ -230,7 +258,7 @@ def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) ->
         surrogate.warnings.append(f"kept hyperparameters failed on the new data ({err}); "
                                   "re-estimated them")
         reuse = False
-        model, theta, report = fit_gp(X, Y, layout)
+        model, theta, report = fit_gp(X, Y, layout, known_noise=known)
     if not reuse:
         surrogate.warm_start = WarmStart(theta, n)
     surrogate.model, surrogate.refit = model, not reuse
@@ -297,7 +325,8 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     layout = space.layout
     X = data.train_X.to(device)
     surrogate = fit_surrogate(X, data.values.to(device), layout, maximize=settings.maximize,
-                              warm_start=warm_start, refit_growth=settings.refit_growth)
+                              warm_start=warm_start, refit_growth=settings.refit_growth,
+                              sems=None if data.sems is None else data.sems.to(device))
     info = _round_info(space, data, settings, surrogate, round_id=round_id, device=device)
     if surrogate.model is None:
         logger.warning("trial %d: no usable GP (%s); proposing a random configuration",

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from bopt.errors import StorageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added trials.sem; a schema-1 file is migrated when opened
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bopt_meta (
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS trials (
     params TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed', 'stale')),
     value REAL,
+    sem REAL,
     source TEXT NOT NULL,
     note TEXT,
     retry_of INTEGER,
@@ -84,6 +85,7 @@ class TrialRow:
     round: dict | None
     created: float
     completed: float | None
+    sem: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,16 +168,7 @@ class SQLiteStorage:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             with _transaction(conn):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                row = conn.execute("SELECT value FROM bopt_meta WHERE key='schema'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO bopt_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise StorageError(
-                        f"{self.path}: written by a bopt with storage schema {row[0]}; this bopt "
-                        f"reads schema {SCHEMA_VERSION}. Use the matching bopt version.")
+                _prepare_schema(conn, self.path)
         except sqlite3.DatabaseError as err:
             raise StorageError(f"cannot open {self.path} as a bopt study database: {err}.") from err
         self._conn, self._pid = conn, os.getpid()
@@ -251,7 +244,7 @@ class SQLiteStorage:
 
         Args:
             trials: dicts with keys params and source, and optionally status (default
-                "pending"), value, note, retry_of and round.
+                "pending"), value, sem, note, retry_of and round.
             since: the study version the caller's proposals were computed from.
             accept: called with the trials written after `since` (none when nothing was);
                 returning False aborts the insert, so the caller can catch up and retry.
@@ -273,11 +266,11 @@ class SQLiteStorage:
             ids = list(range(first, first + len(trials)))
             try:
                 conn.executemany(
-                    "INSERT INTO trials (study_id, trial_id, params, status, value, source, note, "
-                    "retry_of, round, created, completed, version) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO trials (study_id, trial_id, params, status, value, sem, source, "
+                    "note, retry_of, round, created, completed, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(study_id, tid, _dumps(t["params"]), t.get("status", "pending"),
-                      t.get("value"), t["source"], t.get("note"), t.get("retry_of"),
+                      t.get("value"), t.get("sem"), t["source"], t.get("note"), t.get("retry_of"),
                       None if t.get("round") is None else _dumps(t["round"]), now,
                       None if t.get("status", "pending") == "pending" else now, version)
                      for tid, t in zip(ids, trials)])
@@ -288,7 +281,8 @@ class SQLiteStorage:
 
     @_abortable
     def finish_trial(self, study_id: int, trial_id: int, status: str, value: float | None,
-                     note: str | None, *, allowed: Iterable[str]) -> tuple[int, TrialRow] | None:
+                     note: str | None, *, allowed: Iterable[str], sem: float | None = None
+                     ) -> tuple[int, TrialRow] | None:
         """Set a trial's final status and value if its stored status is in `allowed`.
 
         Returns:
@@ -300,9 +294,9 @@ class SQLiteStorage:
             version = _version(conn, study_id) + 1
             marks = ",".join("?" * len(allowed))
             cursor = conn.execute(
-                f"UPDATE trials SET status=?, value=?, note=COALESCE(?, note), completed=?, version=? "
-                f"WHERE study_id=? AND trial_id=? AND status IN ({marks})",
-                (status, value, note, time.time(), version, study_id, trial_id, *allowed))
+                f"UPDATE trials SET status=?, value=?, sem=?, note=COALESCE(?, note), completed=?, "
+                f"version=? WHERE study_id=? AND trial_id=? AND status IN ({marks})",
+                (status, value, sem, note, time.time(), version, study_id, trial_id, *allowed))
             if cursor.rowcount != 1:
                 raise _Abort
             self._bump(conn, study_id, version, None)
@@ -336,7 +330,25 @@ class SQLiteStorage:
             return self._connection().execute("PRAGMA integrity_check").fetchone()[0]
 
 
-_COLUMNS = "trial_id, params, status, value, source, note, retry_of, round, created, completed"
+_COLUMNS = ("trial_id, params, status, value, source, note, retry_of, round, created, "
+            "completed, sem")
+
+
+def _prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Create bopt's tables, or check (and migrate) an existing file's schema."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    row = conn.execute("SELECT value FROM bopt_meta WHERE key='schema'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO bopt_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    elif int(row[0]) == 1:  # schema 1 had no standard errors
+        conn.execute("ALTER TABLE trials ADD COLUMN sem REAL")
+        conn.execute("UPDATE bopt_meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+    elif int(row[0]) != SCHEMA_VERSION:
+        raise StorageError(
+            f"{path}: written by a bopt with storage schema {row[0]}; this bopt "
+            f"reads schema {SCHEMA_VERSION}. Use the matching bopt version.")
 
 
 def _version(conn: sqlite3.Connection, study_id: int) -> int:
@@ -355,7 +367,7 @@ def _row(r: tuple) -> TrialRow:
     if value is not None and not math.isfinite(value):  # never written by bopt
         raise StorageError(f"trial {r[0]} holds the non-finite value {value!r}.")
     return TrialRow(r[0], json.loads(r[1]), r[2], value, r[4], r[5], r[6],
-                    None if r[7] is None else json.loads(r[7]), r[8], r[9])
+                    None if r[7] is None else json.loads(r[7]), r[8], r[9], r[10])
 
 
 class _transaction:

@@ -28,6 +28,7 @@ class Trial:
         retry_of: the id of the stale trial this one retries.
         created: when it was suggested (seconds since the epoch); not compared.
         completed: when it was observed or failed; not compared.
+        sem: the standard error reported with the value (`observe(..., sem=...)`), if any.
     """
 
     id: int
@@ -39,6 +40,7 @@ class Trial:
     retry_of: int | None = None
     created: float | None = field(default=None, compare=False)
     completed: float | None = field(default=None, compare=False)
+    sem: float | None = None
 
 
 @dataclass

@@ -8,8 +8,8 @@ import math
 from bopt import Categorical, Float, Int, Optimizer, Space, Trial
 
 FAST = dict(n_initial=3, num_restarts=4, num_raw_samples=64, device="cpu")
-GP_ACQUISITIONS = ["ei", "nei", "ucb", "ts"]
-ALL_ACQUISITIONS = ["ei", "nei", "ucb", "ts", "random", "sobol"]
+GP_ACQUISITIONS = ["ei", "ucb", "ts", "nei"]
+ALL_ACQUISITIONS = ["ei", "ucb", "ts", "nei", "random", "sobol"]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -824,3 +824,23 @@ def test_predict_validates_its_configs():
     opt = _replicates()
     with pytest.raises(ParameterError, match=r"config #1: parameter 'x' = 2.0 is outside"):
         opt.predict([{"x": 0.5, "y": 0.0}, {"x": 2.0, "y": 0.0}])
+
+
+@pytest.mark.parametrize("sem", [-0.1, float("nan"), float("inf"), "0.1", True])
+def test_a_bad_standard_error_is_refused_and_changes_nothing(sem):
+    opt = Optimizer(continuous_space(), **FAST)
+    trial = opt.suggest()
+    with pytest.raises(ObservationError, match=rf"observe\(trial {trial.id}\): sem \(the value's "
+                       r"standard error\) must be a finite number >= 0"):
+        opt.observe(trial, 1.0, sem=sem)
+    assert opt.history[trial.id].status == "pending"
+
+
+def test_a_large_standard_error_makes_the_model_distrust_that_value():
+    """B's lucky -0.5 reported with a large standard error: the model leans on the rest."""
+    opt, trusting = _replicates(), _replicates()
+    opt.observe({"x": 0.8, "y": 0.1}, -0.5, sem=5.0)
+    trusting.observe({"x": 0.8, "y": 0.1}, -0.5)
+    assert opt.history[-1].sem == 5.0
+    here = [{"x": 0.8, "y": 0.1}]
+    assert opt.predict(here)[0][0] > trusting.predict(here)[0][0] + 0.1

@@ -110,7 +110,7 @@ def test_export_of_an_empty_study_and_to_a_stream(tmp_path):
     opt = Optimizer(Space([Int("k", 0, 3), Categorical("c", ["x", "y"])]), acquisition="random")
     stream = io.StringIO()
     opt.to_csv(stream)
-    assert stream.getvalue().strip() == "id,status,value,source,note,retry_of,created,completed,k,c"
+    assert stream.getvalue().strip() == "id,status,value,sem,source,note,retry_of,created,completed,k,c"
     opt.observe(opt.suggest(), 1.0)
     opt.to_csv(stream)  # appends: the stream is the caller's
     assert stream.getvalue().count("\nid,") == 1 and len(stream.getvalue().splitlines()) == 3

@@ -281,3 +281,30 @@ def test_fit_reports_the_plain_log_marginal_likelihood():
     K = model.kernel(X, X) + model.noise * torch.eye(10, dtype=torch.float64)
     dense = torch.distributions.MultivariateNormal(torch.zeros(10, dtype=torch.float64), K)
     assert abs(report.log_marginal_likelihood - float(dense.log_prob(Y.squeeze(-1)))) < 1e-8
+
+
+def test_known_noise_enters_the_covariance_of_its_observation(continuous_problem):
+    """With per-observation variances the factor is that of K + (noise + jitter) I +
+    diag(known); the posterior equals the dense formula, and a point with a huge known
+    variance barely pulls the mean."""
+    p = continuous_problem
+    n = p.X.shape[0]
+    known = torch.zeros(n, dtype=torch.float64)
+    known[0] = 1e4
+    model, _, _ = fit_gp(p.X, p.Y, p.layout, warm_start=p.theta, max_iter=0, known_noise=known)
+    K = model.kernel(p.X, p.X) + model.noise * torch.eye(n, dtype=torch.float64) + torch.diag(known)
+    x = p.X[:1].unsqueeze(-2)
+    mean, std = model.mean_std(x)
+    ks = model.kernel(p.X[:1], p.X)  # 1 x n
+    dense_mean = ks @ torch.linalg.solve(K, p.Y)
+    dense_var = model.kernel(p.X[:1], p.X[:1]) - ks @ torch.linalg.solve(K, ks.T)
+    torch.testing.assert_close(mean, dense_mean.reshape(1, 1), atol=1e-9, rtol=0.0)
+    torch.testing.assert_close(std, dense_var.sqrt().reshape(1, 1), atol=1e-9, rtol=0.0)
+    plain, _, _ = fit_gp(p.X, p.Y, p.layout, warm_start=p.theta, max_iter=0)
+    here = float(plain.mean_std(x)[0])
+    assert abs(here - float(p.Y[0])) < abs(float(mean) - float(p.Y[0]))  # the noisy one pulls less
+    # BoTorch's posterior (through GPyTorch) sees the known variances too.
+    torch.testing.assert_close(model.posterior(p.X[:1]).mean.reshape(1, 1), mean, atol=1e-8,
+                               rtol=0.0)
+    grown = model.condition_on(p.X[1:2] + 0.01, p.Y[1:2])
+    assert grown.known_noise.shape == (n + 1,) and float(grown.known_noise[-1]) == 0.0

@@ -190,7 +190,7 @@ def test_a_newer_schema_is_refused(tmp_path):
     SQLiteStorage(tmp_path / "s.db").close()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         conn.execute("UPDATE bopt_meta SET value='99' WHERE key='schema'")
-    with pytest.raises(StorageError, match="storage schema 99; this bopt reads schema 1"):
+    with pytest.raises(StorageError, match="storage schema 99; this bopt reads schema 2"):
         SQLiteStorage(tmp_path / "s.db")
 
 
@@ -349,3 +349,45 @@ def test_another_programs_database_is_refused_untouched(tmp_path):
     assert path.read_bytes() == before
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+# --------------------------------------------------------------------------- standard errors
+
+
+_SCHEMA_1_TRIALS = """CREATE TABLE trials (study_id INTEGER NOT NULL REFERENCES studies(id),
+    trial_id INTEGER NOT NULL, params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed', 'stale')),
+    value REAL, source TEXT NOT NULL, note TEXT, retry_of INTEGER, round TEXT,
+    created REAL NOT NULL, completed REAL, version INTEGER NOT NULL,
+    PRIMARY KEY (study_id, trial_id))"""
+
+
+def test_a_schema_1_file_is_migrated_and_keeps_its_trials(tmp_path):
+    path = tmp_path / "old.db"
+    opt = Optimizer(_space(), acquisition="random", storage=path)
+    _run(opt, 3)
+    opt.storage.close()
+    with sqlite3.connect(path) as conn:  # rebuild the trials table as schema 1 had it
+        rows = conn.execute("SELECT study_id, trial_id, params, status, value, source, note, "
+                            "retry_of, round, created, completed, version FROM trials").fetchall()
+        conn.execute("DROP TABLE trials")
+        conn.execute(_SCHEMA_1_TRIALS)
+        conn.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("UPDATE bopt_meta SET value='1' WHERE key='schema'")
+    reopened = Optimizer.load(path)
+    assert [t.value for t in reopened.history] == [t.value for t in opt.history]
+    assert all(t.sem is None for t in reopened.history)
+    trial = reopened.suggest()
+    assert reopened.observe(trial, 1.5, sem=0.25).sem == 0.25
+    assert Optimizer.load(path).history[-1].sem == 0.25
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM bopt_meta WHERE key='schema'").fetchone()[0] == "2"
+
+
+def test_standard_errors_are_stored_and_exported(tmp_path):
+    opt = Optimizer(_space(), acquisition="random", storage=tmp_path / "s.db")
+    trial = opt.suggest()
+    opt.observe(trial, 2.0, sem=0.1)
+    opt.observe({"x": 0.0, "lr": 0.01, "k": 2, "c": "a"}, 3.0, sem=0.2)
+    assert [t.sem for t in Optimizer.load(tmp_path / "s.db").history] == [0.1, 0.2]
+    assert [r["sem"] for r in opt.export()] == [0.1, 0.2]

@@ -22,7 +22,7 @@ from bopt.errors import ArgumentError
 from bopt.model import BoptGP
 from bopt.plot.common import (BEST_COLOR, MODEL_COLOR, NEXT_COLOR, completed, format_value,
                               pyplot)
-from bopt.proposal import fit_surrogate
+from bopt.proposal import fit_surrogate, reported_sems
 from bopt.runtime import suggest_threads, torch_threads
 from bopt.space import Categorical, Float, Param, Space
 from bopt.trial import Trial
@@ -184,7 +184,8 @@ def _slice_model(opt: Optimizer, done: list[Trial]) -> tuple[BoptGP, Tensor, Out
     with torch_threads(suggest_threads(opt.device, opt.num_threads, len(done))):
         surrogate = fit_surrogate(X, values, opt.space.layout,
                                   maximize=opt.direction == "maximize",
-                                  warm_start=opt.warm_start, refit_growth=opt.refit_growth)
+                                  warm_start=opt.warm_start, refit_growth=opt.refit_growth,
+                                  sems=reported_sems([t.sem for t in done], opt.device))
     if surrogate.model is None:
         raise ArgumentError(f"plot_slice: no usable GP on these {len(done)} observations "
                             f"({'; '.join(surrogate.warnings)}).")

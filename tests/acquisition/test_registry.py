@@ -100,7 +100,7 @@ def test_noisy_ei_agrees_with_botorch_qnei(continuous_problem, point_sampler):
 
 
 def test_strategies_are_the_acquisitions_then_the_model_free():
-    assert tuple(ACQUISITIONS) == ("ei", "nei", "ucb", "ts")
+    assert tuple(ACQUISITIONS) == ("ei", "ucb", "ts", "nei")
     assert MODEL_FREE == ("random", "sobol")
     assert STRATEGIES == tuple(ACQUISITIONS) + MODEL_FREE
     assert len(set(STRATEGIES)) == len(STRATEGIES)
@@ -179,5 +179,5 @@ def test_an_unknown_key_names_itself_and_the_choices(continuous_problem):
     context = ScoreContext(best_f=torch.tensor(0.0, dtype=torch.float64), num_observations=3,
                            d=3, generator=torch.Generator())
     with pytest.raises(ArgumentError, match=r"unknown acquisition 'pi'; choose from "
-                                            r"\('ei', 'nei', 'ucb', 'ts'\)"):
+                                            r"\('ei', 'ucb', 'ts', 'nei'\)"):
         build_score("pi", continuous_problem.model, context)

@@ -77,5 +77,5 @@ def test_bopt_methods_are_drawn_solid_and_the_references_dashed():
 def test_method_colors_follow_strategies_then_references():
     palette = matplotlib.colormaps["tab10"].colors
     colors = method_colors(["zz-new", "botorch", "ei", "sobol"])
-    assert colors == {"ei": palette[0], "sobol": palette[4], "botorch": palette[5],
-                      "zz-new": palette[8]}
+    assert colors == {"ei": palette[0], "sobol": palette[5], "botorch": palette[6],
+                      "zz-new": palette[9]}
