@@ -202,7 +202,10 @@ def _report(machine: dict, rows: list[dict], out: Path) -> None:
                       f"commit {machine['botorch_from']['commit']}); bopt's were measured "
                       "afterwards."]
     (out / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
-    _plot(rows, sorted({r["q"] for r in rows}), out / f"scale_{tag}.png", machine["device"])
+    try:
+        _plot(rows, sorted({r["q"] for r in rows}), out / f"scale_{tag}.png", machine["device"])
+    except ImportError:  # a bare GPU machine may lack matplotlib: the tables are written
+        print("scale.py: matplotlib is missing; no plot")
 
 
 def _plot(rows: list[dict], qs: list[int], path: Path, device: str) -> None:
