@@ -30,6 +30,7 @@ ALLOWED = {
     "bopt.sobol": {"bopt.errors"},
     "bopt.validation": {"bopt.errors"},
     "bopt.runtime": {"bopt.errors"},
+    "bopt.schedulers": {"bopt.errors", "bopt.validation"},
 }
 # The loop's own modules never reach out to its consumers.
 CONSUMERS = ("bopt.benchmarks", "bopt.plot", "bopt.cli", "bopt.__main__")

@@ -1,0 +1,158 @@
+"""Training-budget schedules: successive-halving rung decisions as pure functions.
+
+A trial trains for a budget (epochs, boosting rounds) and reports intermediate values. A
+*rung* is a budget at which it may be stopped. ASHA (Li et al. 2020, "A System for
+Massively Parallel Hyperparameter Tuning", the stopping variant) keeps a trial going past a
+rung only if its value there is among the best `1 / reduction_factor` of the values that
+rung has recorded so far, without waiting for a cohort. Hyperband (Li et al. 2018,
+"Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization") runs several such
+brackets with different minimum budgets, so that some trials are never stopped early.
+
+Nothing here knows trials or storage: the schedule says where the rungs are and which
+bracket a new trial joins, and `continues` decides one report from the values a rung holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bopt.errors import ArgumentError
+from bopt.validation import check_number
+
+
+def _rungs_from(first: float, max_budget: float, reduction_factor: float) -> tuple[float, ...]:
+    """`first * reduction_factor**k` for k = 0, 1, ... while below `max_budget`."""
+    rungs, budget = [], first
+    while budget < max_budget * (1 - 1e-12):
+        rungs.append(budget)
+        budget *= reduction_factor
+    return tuple(rungs)
+
+
+def _check_budgets(kind: str, min_budget: float, max_budget: float,
+                   reduction_factor: float) -> None:
+    check_number(min_budget, f"{kind}: min_budget", low=0.0, low_open=True)
+    check_number(max_budget, f"{kind}: max_budget", low=0.0, low_open=True)
+    check_number(reduction_factor, f"{kind}: reduction_factor", low=1.0, low_open=True)
+    if not min_budget < max_budget:
+        raise ArgumentError(f"{kind}: need min_budget < max_budget, got min_budget="
+                            f"{min_budget!r}, max_budget={max_budget!r}.")
+
+
+@dataclass(frozen=True)
+class ASHA:
+    """Asynchronous successive halving, stopping variant: one bracket of rungs.
+
+    Attributes:
+        min_budget: the first rung (e.g. 1 epoch).
+        max_budget: a trial's full budget; trials that reach it are complete.
+        reduction_factor: at each rung, the best `1 / reduction_factor` go on (> 1).
+        grace_period: no trial is stopped before this budget (default `min_budget`): the
+            rungs are `grace_period * reduction_factor**k` below `max_budget`.
+
+    Raises:
+        ArgumentError: budgets not positive and increasing, a factor not above 1, or a grace
+            period outside `[min_budget, max_budget)`.
+    """
+
+    min_budget: float = 1.0
+    max_budget: float = 81.0
+    reduction_factor: float = 3.0
+    grace_period: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_budgets("ASHA", self.min_budget, self.max_budget, self.reduction_factor)
+        if self.grace_period is not None:
+            grace = check_number(self.grace_period, "ASHA: grace_period", low=self.min_budget)
+            if grace >= self.max_budget:
+                raise ArgumentError(f"ASHA: grace_period must be below max_budget="
+                                    f"{self.max_budget!r}; got {self.grace_period!r}.")
+
+    @property
+    def num_brackets(self) -> int:
+        return 1
+
+    def rungs(self, bracket: int = 0) -> tuple[float, ...]:
+        """The budgets at which a trial of `bracket` (always 0) may be stopped, ascending."""
+        first = self.min_budget if self.grace_period is None else self.grace_period
+        return _rungs_from(first, self.max_budget, self.reduction_factor)
+
+    def bracket_of(self, trial_index: int) -> int:
+        """The bracket the `trial_index`-th trial of the study joins (always 0)."""
+        return 0
+
+
+@dataclass(frozen=True)
+class Hyperband:
+    """Hyperband's brackets run asynchronously: bracket `s` (0 .. s_max) starts its trials
+    at budget `max_budget / reduction_factor**s` and halves them at every rung after, so
+    bracket 0 never stops a trial and bracket `s_max` starts at `min_budget`.
+
+    New trials are spread over the brackets in the proportions of one Hyperband iteration
+    (Li et al. 2018, Algorithm 1: `n_s = ceil((s_max + 1) / (s + 1) * reduction_factor**s)`
+    configurations in bracket `s`), in a fixed, repeating order.
+
+    Attributes:
+        min_budget, max_budget, reduction_factor: as for `ASHA`.
+    """
+
+    min_budget: float = 1.0
+    max_budget: float = 81.0
+    reduction_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check_budgets("Hyperband", self.min_budget, self.max_budget, self.reduction_factor)
+
+    @property
+    def num_brackets(self) -> int:
+        ratio = self.max_budget / self.min_budget
+        return int(math.floor(math.log(ratio) / math.log(self.reduction_factor) + 1e-9)) + 1
+
+    def bracket_sizes(self) -> tuple[int, ...]:
+        """How many trials each bracket starts per Hyperband iteration."""
+        s_max = self.num_brackets - 1
+        return tuple(math.ceil((s_max + 1) / (s + 1) * self.reduction_factor**s)
+                     for s in range(s_max + 1))
+
+    def rungs(self, bracket: int) -> tuple[float, ...]:
+        first = self.max_budget / self.reduction_factor**bracket
+        return _rungs_from(first, self.max_budget, self.reduction_factor)
+
+    def bracket_of(self, trial_index: int) -> int:
+        """The bracket of the `trial_index`-th trial: the most aggressive bracket takes the
+        first slots of each iteration, as Hyperband starts it first."""
+        sizes = self.bracket_sizes()
+        slot = trial_index % sum(sizes)
+        for s in range(len(sizes) - 1, -1, -1):
+            if slot < sizes[s]:
+                return s
+            slot -= sizes[s]
+        raise AssertionError("unreachable: slot is below the sum of the sizes")
+
+
+def continues(value: float, recorded: Sequence[float], reduction_factor: float, *,
+              maximize: bool) -> bool:
+    """ASHA's decision for a trial reaching a rung: go on iff `value` is at least as good as
+    the `1 - 1 / reduction_factor` quantile (linear interpolation) of every value the rung
+    has recorded, this one included (the rule Ray Tune's ASHAScheduler applies).
+
+    Args:
+        value: the trial's value at the rung.
+        recorded: the values the rung recorded before, from every trial and worker.
+        reduction_factor: above 1.
+        maximize: whether higher values are better.
+
+    Returns:
+        True to continue; the first trial at a rung always continues.
+    """
+    values = np.asarray([*recorded, value], dtype=float)
+    if not maximize:
+        values, value = -values, -value
+    return bool(value >= np.percentile(values, 100.0 * (1.0 - 1.0 / reduction_factor)))
+
+
+Scheduler = ASHA | Hyperband

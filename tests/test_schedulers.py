@@ -1,0 +1,64 @@
+"""Tests for bopt.schedulers: where the rungs are, which bracket a trial joins, and ASHA's
+decision at a rung."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bopt.errors import ArgumentError
+from bopt.schedulers import ASHA, Hyperband, continues
+
+
+def test_asha_rungs_are_powers_of_the_factor_below_the_full_budget():
+    assert ASHA(1, 81, 3).rungs() == (1, 3, 9, 27)
+    assert ASHA(1, 100, 3).rungs() == (1, 3, 9, 27, 81)
+    assert ASHA(2, 16, 2, grace_period=4).rungs() == (4, 8)
+    assert ASHA(1, 81, 3).num_brackets == 1 and ASHA().bracket_of(17) == 0
+
+
+def test_hyperband_brackets_follow_li_et_al_table_1():
+    """R = 81, eta = 3: five brackets of 81, 34, 15, 8 and 5 configurations, starting at
+    budgets 1, 3, 9, 27 and 81 (Li et al. 2018, Table 1)."""
+    hb = Hyperband(1, 81, 3)
+    assert hb.num_brackets == 5
+    assert hb.bracket_sizes() == (5, 8, 15, 34, 81)  # bracket s = 0 .. 4
+    assert [hb.rungs(s) for s in range(5)] == [(), (27,), (9, 27), (3, 9, 27), (1, 3, 9, 27)]
+    first_iteration = [hb.bracket_of(i) for i in range(143)]
+    assert [first_iteration.count(s) for s in range(5)] == [5, 8, 15, 34, 81]
+    assert first_iteration[:81] == [4] * 81  # the most aggressive bracket starts first
+    assert hb.bracket_of(143) == hb.bracket_of(0)  # and the pattern repeats
+
+
+def test_continues_matches_the_percentile_rule_in_both_directions():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        recorded = rng.normal(size=rng.integers(0, 12)).tolist()
+        value = float(rng.normal())
+        cutoff = np.percentile(recorded + [value], 100 * (1 - 1 / 3))
+        assert continues(value, recorded, 3, maximize=True) == (value >= cutoff)
+        low = np.percentile(recorded + [value], 100 / 3)
+        assert continues(value, recorded, 3, maximize=False) == (value <= low)
+
+
+def test_the_first_trial_continues_and_about_one_in_eta_survives():
+    assert continues(5.0, [], 3, maximize=False)
+    rng = np.random.default_rng(1)
+    recorded, kept = [], 0
+    for value in rng.normal(size=3000):
+        kept += continues(float(value), recorded, 3, maximize=False)
+        recorded.append(float(value))
+    assert abs(kept / 3000 - 1 / 3) < 0.03
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ASHA(0, 81, 3), r"ASHA: min_budget must be a finite number > 0; got 0"),
+    (lambda: ASHA(9, 3, 3), r"ASHA: need min_budget < max_budget, got min_budget=9"),
+    (lambda: ASHA(1, 81, 1), r"ASHA: reduction_factor must be a finite number > 1; got 1"),
+    (lambda: ASHA(1, 81, 3, grace_period=0.5), r"ASHA: grace_period must be a finite number >= 1"),
+    (lambda: ASHA(1, 81, 3, grace_period=81), r"ASHA: grace_period must be below max_budget=81"),
+    (lambda: Hyperband(1, math.inf, 3), r"Hyperband: max_budget must be a finite number > 0"),
+])
+def test_bad_schedules_name_the_argument(make, message):
+    with pytest.raises(ArgumentError, match=message):
+        make()
