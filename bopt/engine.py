@@ -29,6 +29,8 @@ from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, Me
 from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_surrogate,
                            posterior_in_objective_units, propose, reported_sems)
 from bopt.runtime import resolve_device, suggest_threads, torch_threads
+from bopt.schedulers import (ASHA, Hyperband, Scheduler, prune_if_stopped, record_report,
+                             scheduler_from_dict, scheduler_to_dict)
 from bopt.space import Space
 from bopt.storage import SQLiteStorage
 from bopt.trial import Recommendation, RoundInfo, Trial
@@ -85,7 +87,7 @@ class Optimizer:
                  num_threads: int | str | None = "auto",
                  storage: str | os.PathLike | SQLiteStorage | None = None,
                  study: str = "default", pending_timeout: float | None = None,
-                 refit_growth: float = 0.0):
+                 refit_growth: float = 0.0, scheduler: Scheduler | dict | None = None):
         if not isinstance(space, Space):
             raise ArgumentError(f"space must be a bopt.Space; got {type(space).__name__}.")
         self.space = space
@@ -106,6 +108,7 @@ class Optimizer:
         if not isinstance(study, str) or not study:
             raise ArgumentError(f"study must be a non-empty string; got {study!r}.")
         self.study = study
+        self.scheduler = _check_scheduler(scheduler)
         self._lock = threading.RLock()
         self._cursor = SobolCursor()
         self._ledger: Ledger = MemoryLedger(space) if storage is None else open_stored(
@@ -142,7 +145,8 @@ class Optimizer:
         return {"acquisition": self.acquisition, "n_initial": self.n_initial, "seed": self.seed,
                 "direction": self.direction, "num_restarts": self.num_restarts,
                 "num_raw_samples": self.num_raw_samples, "beta": self.beta,
-                "pending_timeout": self.pending_timeout, "refit_growth": self.refit_growth}
+                "pending_timeout": self.pending_timeout, "refit_growth": self.refit_growth,
+                "scheduler": scheduler_to_dict(self.scheduler)}
 
     # ----------------------------------------------------------------- public reading
     @property
@@ -430,6 +434,45 @@ class Optimizer:
             pending = self._ledger.pending_trial(trial, "fail")
             return _public(self._ledger.finish(pending, "failed", None, reason, "fail"))
 
+    def report(self, trial: Trial | int, value: Any, *, budget: Any) -> None:
+        """Record an intermediate value of a running trial at a training budget.
+
+        The report is committed (with storage) before this returns. With a `scheduler`, the
+        first report at or past each of the trial's rungs is decided there and then, from
+        every worker's values at that rung; `should_stop` says whether it was stopped.
+
+        Args:
+            trial: a pending trial (or its id).
+            value: a finite number, e.g. the validation loss after `budget` epochs.
+            budget: the training budget spent so far; it must grow from report to report.
+
+        Raises:
+            TrialError: not a pending trial. ObservationError: a value that is not finite.
+            ArgumentError: a budget that is not a positive number, not larger than the
+                trial's last one, or beyond the schedule's `max_budget`.
+        """
+        with self._lock:
+            self._ledger.sync()
+            record_report(self._ledger, self.scheduler, trial, value, budget,
+                          maximize=self.direction == "maximize")
+
+    def should_stop(self, trial: Trial | int) -> bool:
+        """Whether the schedule stopped the trial at a rung it reached.
+
+        A stopped trial is recorded as "pruned" (its last report kept as its value) and is
+        not proposed again; stop training it. Without a scheduler this is always False.
+        """
+        with self._lock:
+            self._ledger.sync()
+            return prune_if_stopped(self._ledger, trial)
+
+    def curve(self, trial: Trial | int) -> list[tuple[float, float]]:
+        """The trial's `(budget, value)` reports, by budget (every worker's, with storage)."""
+        tid = trial.id if isinstance(trial, Trial) else trial
+        with self._lock:
+            self._ledger.sync()
+            return self._ledger.reports(tid)
+
     def mark_stale(self, older_than: float) -> list[Trial]:
         """Mark pending trials suggested more than `older_than` seconds ago as stale.
 
@@ -465,51 +508,42 @@ class Optimizer:
     def to_json(self, path: str | os.PathLike | IO[str]) -> None:
         """Write the history as JSON: the space, the direction and every trial."""
         from bopt.export import write_json
+        history = self.history
         write_json(path, study=self.study, direction=self.direction, space=self.space.to_dict(),
-                   trials=self.history)
+                   trials=history, curves={t.id: self.curve(t) for t in history})
 
     def to_dataframe(self):
         """`export()` as a pandas DataFrame indexed by trial id (needs pandas)."""
         from bopt.export import record_columns, to_dataframe
         return to_dataframe(self.export(), record_columns(self.space.names))
 
-    def minimize(self, func: Callable[[dict], float], n_trials: int, *,
+    def minimize(self, func: Callable[..., Any], n_trials: int, *,
                  progress: bool = True) -> Trial | None:
         """Run the loop: suggest, evaluate `func(params)`, observe, `n_trials` times.
 
         `func` receives the configuration as one dict (`lambda p: train(**p)` adapts a
-        keyword function). A call that returns NaN, inf or a non-number marks its trial
-        failed (with a logged warning) and the loop goes on; an exception marks it failed and
-        propagates. A finite space that runs out ends the loop early. Works for either
-        `direction`; the name follows the common case.
+        keyword function). With a `scheduler` it is called as `func(params, report)`:
+        `report(value, budget)` records an intermediate value and returns True when the
+        schedule stops the trial; return then (the trial is recorded as pruned). A call that
+        returns NaN, inf or a non-number marks its trial failed (with a logged warning) and
+        the loop goes on; an exception marks it failed and propagates. A finite space that
+        runs out ends the loop early. Works for either `direction`; the name follows the
+        common case.
 
         Returns:
-            The best trial (None if no trial completed).
+            The best completed trial (None if no trial completed).
         """
-        n_trials = check_int(n_trials, "n_trials", low=0)
-        from tqdm.auto import tqdm
+        from bopt.minimize import run_minimize
+        return run_minimize(self, func, n_trials, progress=progress)
 
-        bar = tqdm(range(n_trials), disable=not progress, desc="bopt", unit="trial")
-        for _ in bar:
-            try:
-                trial = self.suggest()
-            except SpaceExhaustedError as err:
-                logger.info("stopping early: %s", err)
-                break
-            try:
-                value = func(dict(trial.params))
-            except BaseException as err:
-                self.fail(trial, reason=f"the objective raised {type(err).__name__}: {err}")
-                raise
-            try:
-                self.observe(trial, value)
-            except ObservationError as err:
-                self.fail(trial, reason=f"rejected: {err}")
-                logger.warning("trial %d failed: %s", trial.id, err)
-            best = self.best
-            if best is not None:
-                bar.set_postfix(best=f"{best.value:.6g}", refresh=False)
-        return self.best
+
+def _check_scheduler(scheduler: Any) -> Scheduler | None:
+    if isinstance(scheduler, dict):  # as stored with a study
+        return scheduler_from_dict(scheduler)
+    if scheduler is None or isinstance(scheduler, (ASHA, Hyperband)):
+        return scheduler
+    raise ArgumentError(f"scheduler must be bopt.ASHA(...), bopt.Hyperband(...) or None; got "
+                        f"{scheduler!r}.")
 
 
 def _check_sem(sem: Any, where: str) -> float | None:

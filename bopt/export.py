@@ -10,7 +10,7 @@ import contextlib
 import csv
 import json
 import os
-from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 if TYPE_CHECKING:
     from bopt.trial import Trial
@@ -65,10 +65,15 @@ def write_csv(records: list[dict[str, Any]], target: str | os.PathLike | IO[str]
 
 
 def write_json(target: str | os.PathLike | IO[str], *, study: str, direction: str,
-               space: dict, trials: Sequence[Trial]) -> None:
+               space: dict, trials: Sequence[Trial],
+               curves: Mapping[int, list] | None = None) -> None:
     """The study's name, direction, space (`Space.to_dict()`) and every trial (parameters
-    nested) as one JSON document; values and choices keep their exact types."""
-    rows = [{**{f: getattr(t, f) for f in TRIAL_FIELDS}, "params": t.params} for t in trials]
+    nested, and its `[budget, value]` reports as "curve" when it made any) as one JSON
+    document; values and choices keep their exact types."""
+    curves = curves or {}
+    rows = [{**{f: getattr(t, f) for f in TRIAL_FIELDS}, "params": t.params,
+             **({"curve": [list(r) for r in curves[t.id]]} if curves.get(t.id) else {})}
+            for t in trials]
     document = {"study": study, "direction": direction, "space": space, "trials": rows}
     with _text_out(target) as f:
         json.dump(document, f, indent=1, allow_nan=False)

@@ -64,8 +64,15 @@ class Ledger:
         self._encoded: dict[int, Tensor] = {}  # trial id -> `d` encoded row (CPU)
         self._retried: set[int] = set()  # stale trials that already have a retry
         self._rounds: dict[int, RoundInfo] = {}  # trial id -> its round
+        self._reports: dict[int, list[tuple[float, float]]] = {}  # id -> (budget, value), ...
+        self._decisions: dict[int, list[tuple[float, float, bool]]] = {}  # (rung, value, stop)
+        self._rung_values: dict[float, list[float]] = {}  # rung -> values recorded there
 
     # ------------------------------------------------------------------ reading
+    def get(self, trial_id: int) -> Trial | None:
+        """The trial with this id, or None."""
+        return self._trials.get(trial_id)
+
     def trials(self) -> list[Trial]:
         """Every trial, in id order."""
         return [self._trials[i] for i in sorted(self._trials)]
@@ -89,6 +96,18 @@ class Ledger:
     def seen(self, extra: set[tuple] | None = None) -> SeenKeys:
         """Keys of every configuration in the study (any status), plus `extra`."""
         return SeenKeys(self._keys, extra if extra is not None else set())
+
+    def reports(self, trial_id: int) -> list[tuple[float, float]]:
+        """The trial's `(budget, value)` reports, by budget."""
+        return list(self._reports.get(trial_id, ()))
+
+    def decisions(self, trial_id: int) -> list[tuple[float, float, bool]]:
+        """The schedule's `(rung, value, stop)` decisions for the trial, by rung."""
+        return list(self._decisions.get(trial_id, ()))
+
+    def rung_values(self, rung: float) -> list[float]:
+        """Every value recorded at `rung`, from all trials."""
+        return list(self._rung_values.get(rung, ()))
 
     def next_id(self) -> int:
         return max(self._trials) + 1 if self._trials else 0
@@ -137,7 +156,20 @@ class Ledger:
         if round_info is not None and trial.id not in self._rounds:
             self._rounds[trial.id] = replace(round_info, trial_id=trial.id)
 
+    def _store_report(self, trial_id: int, budget: float, value: float) -> None:
+        self._reports.setdefault(trial_id, []).append((budget, value))
+
+    def _store_decision(self, trial_id: int, rung: float, value: float, stop: bool) -> None:
+        self._decisions.setdefault(trial_id, []).append((rung, value, stop))
+        self._rung_values.setdefault(rung, []).append(value)
+
     # ------------------------------------------------------------------ changes
+    def add_report(self, trial: Trial, budget: float, value: float, *, rungs: tuple[float, ...],
+                   decide) -> None:
+        """Record a report and the decision at each rung it crosses (see
+        `SQLiteStorage.add_report`: all or nothing, each decision once)."""
+        raise NotImplementedError
+
     def sync(self) -> None:
         """Catch up with what other processes committed (nothing to do in memory)."""
 
@@ -197,6 +229,14 @@ class MemoryLedger(Ledger):
             if t.status == "pending" and t.created < cutoff:
                 self._trials[t.id] = replace(t, status="stale")
 
+    def add_report(self, trial, budget, value, *, rungs, decide):
+        last = self._reports[trial.id][-1][0] if self._reports.get(trial.id) else None
+        crossed = [r for r in rungs if (last is None or last < r) and r <= budget]
+        stops = [decide(r, value, self.rung_values(r)) for r in crossed]  # decide, then store
+        self._store_report(trial.id, budget, value)
+        for rung, stop in zip(crossed, stops):
+            self._store_decision(trial.id, rung, value, stop)
+
 
 class SQLiteLedger(Ledger):
     """A study kept in SQLite: each change commits there first, then is read back.
@@ -215,10 +255,19 @@ class SQLiteLedger(Ledger):
         self.sync()
 
     def sync(self):
-        version, rows = self.storage.changes(self.study_id, self._version)
-        for row in rows:
+        changes = self.storage.changes(self.study_id, self._version)
+        for row in changes.trials:
             self._apply_row(row)
-        self._version = version
+        for report in changes.reports:
+            self._store_report(report.trial_id, report.budget, report.value)
+        for decision in changes.decisions:
+            self._store_decision(decision.trial_id, decision.rung, decision.value, decision.stop)
+        self._version = changes.version
+
+    def add_report(self, trial, budget, value, *, rungs, decide):
+        self.storage.add_report(self.study_id, trial.id, budget, value, rungs=rungs,
+                                decide=decide)
+        self.sync()
 
     def _apply_row(self, row: TrialRow) -> None:
         try:

@@ -8,12 +8,14 @@ rung has recorded so far, without waiting for a cohort. Hyperband (Li et al. 201
 "Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization") runs several such
 brackets with different minimum budgets, so that some trials are never stopped early.
 
-Nothing here knows trials or storage: the schedule says where the rungs are and which
+The schedules know nothing of trials or storage: they say where the rungs are and which
 bracket a new trial joins, and `continues` decides one report from the values a rung holds.
+`record_report` and `prune_if_stopped`, at the end, apply them to a study's trial ledger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bopt.errors import ArgumentError
-from bopt.validation import check_number
+from bopt.validation import check_number, finite_value
 
 
 def _rungs_from(first: float, max_budget: float, reduction_factor: float) -> tuple[float, ...]:
@@ -156,3 +158,67 @@ def continues(value: float, recorded: Sequence[float], reduction_factor: float, 
 
 
 Scheduler = ASHA | Hyperband
+
+
+def scheduler_to_dict(scheduler: Scheduler | None) -> dict | None:
+    """The JSON form stored with a study's settings."""
+    if scheduler is None:
+        return None
+    return {"kind": type(scheduler).__name__, **dataclasses.asdict(scheduler)}
+
+
+def scheduler_from_dict(data: dict | None) -> Scheduler | None:
+    """The inverse of `scheduler_to_dict`."""
+    if data is None:
+        return None
+    kinds = {"ASHA": ASHA, "Hyperband": Hyperband}
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    if data.get("kind") not in kinds:
+        raise ArgumentError(f"unknown scheduler {data.get('kind')!r}; expected one of "
+                            f"{sorted(kinds)}.")
+    return kinds[data["kind"]](**fields)
+
+
+# --------------------------------------------------------------------------- a study's reports
+# The two steps `Optimizer.report` and `Optimizer.should_stop` take on a trial ledger
+# (`bopt.ledger`): checked arguments in, one committed change out.
+
+
+def record_report(ledger, scheduler: Scheduler | None, trial, value, budget, *,
+                  maximize: bool) -> None:
+    """Check a report, then commit it with the decisions at the rungs it reaches."""
+    pending = ledger.pending_trial(trial, "report")
+    where = f"report(trial {pending.id})"
+    value = finite_value(value, where)
+    high = math.inf if scheduler is None else scheduler.max_budget
+    budget = check_number(budget, f"{where}: budget", low=0.0, low_open=True, high=high)
+    reports = ledger.reports(pending.id)
+    if reports and budget <= reports[-1][0]:
+        raise ArgumentError(f"{where}: budget must grow from report to report; the last was "
+                            f"{reports[-1][0]!r}, got {budget!r}.")
+    if scheduler is None:
+        ledger.add_report(pending, budget, value, rungs=(), decide=None)
+        return
+
+    def decide(rung: float, at_rung: float, recorded: list[float]) -> bool:
+        return not continues(at_rung, recorded, scheduler.reduction_factor, maximize=maximize)
+
+    ledger.add_report(pending, budget, value, rungs=scheduler.rungs(
+        scheduler.bracket_of(pending.id)), decide=decide)
+
+
+def prune_if_stopped(ledger, trial) -> bool:
+    """True, with the trial recorded as pruned, when a decision stopped it."""
+    tid = getattr(trial, "id", trial)
+    known = ledger.get(tid) if isinstance(tid, int) else None
+    if known is not None and known.status == "pruned":
+        return True
+    pending = ledger.pending_trial(trial, "should_stop")
+    stops = [d for d in ledger.decisions(pending.id) if d[2]]
+    if not stops:
+        return False
+    rung, value, _ = stops[0]
+    budget, last = ledger.reports(pending.id)[-1]
+    ledger.finish(pending, "pruned", last, f"stopped at rung {rung:g} (value {value:.6g}); "
+                  f"last report at budget {budget:g}", "should_stop")
+    return True

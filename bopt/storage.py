@@ -29,9 +29,31 @@ from typing import Any, Callable, Iterable, Sequence
 
 from bopt.errors import StorageError
 
-SCHEMA_VERSION = 2  # 2 added trials.sem; a schema-1 file is migrated when opened
+# 2 added trials.sem, the status 'pruned', and the reports and decisions of training-budget
+# schedules; a schema-1 file is migrated when opened.
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+_TRIALS = """
+CREATE TABLE IF NOT EXISTS trials (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    trial_id INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed', 'stale', 'pruned')),
+    value REAL,
+    sem REAL,
+    source TEXT NOT NULL,
+    note TEXT,
+    retry_of INTEGER,
+    round TEXT,
+    created REAL NOT NULL,
+    completed REAL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (study_id, trial_id)
+)"""
+_SCHEMA_1_COLUMNS = ("study_id, trial_id, params, status, value, source, note, retry_of, round, "
+                     "created, completed, version")
+
+_SCHEMA = _TRIALS + """;
 CREATE TABLE IF NOT EXISTS bopt_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -45,25 +67,29 @@ CREATE TABLE IF NOT EXISTS studies (
     version INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS trials (
-    study_id INTEGER NOT NULL REFERENCES studies(id),
-    trial_id INTEGER NOT NULL,
-    params TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed', 'stale')),
-    value REAL,
-    sem REAL,
-    source TEXT NOT NULL,
-    note TEXT,
-    retry_of INTEGER,
-    round TEXT,
-    created REAL NOT NULL,
-    completed REAL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (study_id, trial_id)
-);
 CREATE INDEX IF NOT EXISTS trials_by_version ON trials (study_id, version);
 CREATE UNIQUE INDEX IF NOT EXISTS one_retry_per_trial ON trials (study_id, retry_of)
     WHERE retry_of IS NOT NULL;
+CREATE TABLE IF NOT EXISTS reports (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    trial_id INTEGER NOT NULL,
+    budget REAL NOT NULL,
+    value REAL NOT NULL,
+    created REAL NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (study_id, trial_id, budget)
+);
+CREATE INDEX IF NOT EXISTS reports_by_version ON reports (study_id, version);
+CREATE TABLE IF NOT EXISTS decisions (
+    study_id INTEGER NOT NULL REFERENCES studies(id),
+    trial_id INTEGER NOT NULL,
+    rung REAL NOT NULL,
+    value REAL NOT NULL,
+    stop INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (study_id, trial_id, rung)
+);
+CREATE INDEX IF NOT EXISTS decisions_by_version ON decisions (study_id, version);
 """
 
 # How long a call waits for another process's write transaction before giving up. Writes are
@@ -86,6 +112,41 @@ class TrialRow:
     created: float
     completed: float | None
     sem: float | None = None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """An intermediate value a trial reported at a training budget."""
+
+    trial_id: int
+    budget: float
+    value: float
+    created: float
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A schedule's decision when a trial reached a rung: its value there and whether it
+    was to stop."""
+
+    trial_id: int
+    rung: float
+    value: float
+    stop: bool
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What was written to a study after some version, read in one snapshot."""
+
+    version: int
+    trials: list[TrialRow]
+    reports: list[ReportRow]
+    decisions: list[DecisionRow]
+
+
+# decide(rung, value, values the rung recorded before) -> stop?
+Decide = Callable[[float, float, list[float]], bool]
 
 
 @dataclass(frozen=True)
@@ -226,15 +287,64 @@ class SQLiteStorage:
                            None if row[4] is None else json.loads(row[4]))
 
     # ------------------------------------------------------------------ trials
-    def changes(self, study_id: int, since: int) -> tuple[int, list[TrialRow]]:
-        """The study's version and the trials written after version `since`, by id."""
+    def changes(self, study_id: int, since: int) -> Changes:
+        """The study's version and the trials (by id), reports and decisions written after
+        version `since`."""
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN")  # one snapshot for both reads
+            conn.execute("BEGIN")  # one snapshot for every read
             try:
-                return _version(conn, study_id), _rows_since(conn, study_id, since)
+                return Changes(_version(conn, study_id), _rows_since(conn, study_id, since),
+                               [ReportRow(*r) for r in conn.execute(
+                                   "SELECT trial_id, budget, value, created FROM reports "
+                                   "WHERE study_id=? AND version>? ORDER BY trial_id, budget",
+                                   (study_id, since))],
+                               [DecisionRow(r[0], r[1], r[2], bool(r[3])) for r in conn.execute(
+                                   "SELECT trial_id, rung, value, stop FROM decisions "
+                                   "WHERE study_id=? AND version>? ORDER BY trial_id, rung",
+                                   (study_id, since))])
             finally:
                 conn.execute("COMMIT")
+
+    def add_report(self, study_id: int, trial_id: int, budget: float, value: float, *,
+                   rungs: Sequence[float], decide: Decide) -> int:
+        """Store a report and, in the same transaction, the decision at every rung it is the
+        trial's first report at or beyond, so that no decision is lost or made twice.
+
+        Args:
+            rungs: the trial's rungs, ascending.
+            decide: the schedule's rule, given the values the rung recorded before.
+
+        Returns:
+            The study's new version.
+
+        Raises:
+            StorageError: the trial is not pending (or stale), or `budget` does not exceed
+                its last reported budget.
+        """
+        with self._lock, _transaction(self._connection()) as conn:
+            status = conn.execute("SELECT status FROM trials WHERE study_id=? AND trial_id=?",
+                                  (study_id, trial_id)).fetchone()
+            if status is None or status[0] not in ("pending", "stale"):
+                raise StorageError(f"report(): trial {trial_id} is "
+                                   f"{'unknown' if status is None else status[0]}; only pending "
+                                   "trials report.")
+            last = conn.execute("SELECT MAX(budget) FROM reports WHERE study_id=? AND "
+                                "trial_id=?", (study_id, trial_id)).fetchone()[0]
+            if last is not None and budget <= last:
+                raise StorageError(f"report(): trial {trial_id} already reported budget "
+                                   f"{last!r}; budgets must increase, got {budget!r}.")
+            version = _version(conn, study_id) + 1
+            conn.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?)",
+                         (study_id, trial_id, budget, value, time.time(), version))
+            for rung in (r for r in rungs if (last is None or last < r) and r <= budget):
+                recorded = [v for (v,) in conn.execute(
+                    "SELECT value FROM decisions WHERE study_id=? AND rung=?", (study_id, rung))]
+                conn.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
+                             (study_id, trial_id, rung, value,
+                              int(decide(rung, value, recorded)), version))
+            self._bump(conn, study_id, version, None)
+        return version
 
     @_abortable
     def add_trials(self, study_id: int, trials: Sequence[dict], *, since: int,
@@ -342,8 +452,15 @@ def _prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
     row = conn.execute("SELECT value FROM bopt_meta WHERE key='schema'").fetchone()
     if row is None:
         conn.execute("INSERT INTO bopt_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-    elif int(row[0]) == 1:  # schema 1 had no standard errors
-        conn.execute("ALTER TABLE trials ADD COLUMN sem REAL")
+    elif int(row[0]) == 1:  # no standard errors, no 'pruned': rebuild the trials table
+        conn.execute("ALTER TABLE trials RENAME TO trials_schema_1")
+        conn.execute(_TRIALS)
+        conn.execute(f"INSERT INTO trials ({_SCHEMA_1_COLUMNS}) "
+                     f"SELECT {_SCHEMA_1_COLUMNS} FROM trials_schema_1")
+        conn.execute("DROP TABLE trials_schema_1")  # and its indexes: made again below
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
         conn.execute("UPDATE bopt_meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
     elif int(row[0]) != SCHEMA_VERSION:
         raise StorageError(

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-STATUSES = ("pending", "complete", "failed", "stale")
+STATUSES = ("pending", "complete", "failed", "stale", "pruned")
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,10 @@ class Trial:
     Attributes:
         id: unique within the study, increasing in creation order.
         params: the configuration (inactive conditional parameters omitted).
-        status: "pending", "complete", "failed" or "stale" (pending longer than the
-            optimizer's `pending_timeout`; a late `observe` still completes it).
-        value: the observed objective value once complete.
+        status: "pending", "complete", "failed", "stale" (pending longer than the
+            optimizer's `pending_timeout`; a late `observe` still completes it) or "pruned"
+            (stopped early by a training-budget schedule).
+        value: the observed objective value once complete; a pruned trial's last report.
         source: how it was proposed: "sobol", "random", "ei", "ucb", "ts", "external"
             (observed without a suggestion), "retry" (a stale trial's configuration again)
             or "fallback-..." after numerical trouble.
