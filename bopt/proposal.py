@@ -39,6 +39,10 @@ logger = logging.getLogger("bopt")
 NUMERICAL_TROUBLE = (NumericalError, torch.linalg.LinAlgError, OUT_OF_MEMORY)
 _NUM_SEEDS = 5  # best observations whose perturbations join the raw candidates
 _NUM_NEIGHBOURS = 256  # neighbours scored when the ascent found only seen configurations
+# Log EI takes its noisy form when the fitted noise variance exceeds this share of the
+# targets' variance (a noise sd of 10% of the data's): the best observation is then a noisy
+# draw, not a safe incumbent. Deterministic smooth objectives fit 1e-6 to 1e-3.
+NOISY_EI_ABOVE = 1e-2
 # No proposal lands closer than this (unit cube, numeric columns) to a pending point of the
 # same categories: parallel workers evaluate distinct points, not near-copies.
 MIN_DISTANCE = 1e-3
@@ -338,7 +342,11 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     Y = surrogate.targets
-    score = build_score(settings.acquisition, model, ScoreContext(
+    acquisition = settings.acquisition
+    if acquisition == "ei" and float(surrogate.model.noise) > NOISY_EI_ABOVE:
+        acquisition = "nei"
+    info = replace(info, noisy_ei=acquisition == "nei")
+    score = build_score(acquisition, model, ScoreContext(
         best_f=Y.max(), num_observations=Y.shape[0], d=layout.d, generator=generator,
         beta=settings.beta, num_pending=num_pending))
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]

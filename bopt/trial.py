@@ -66,6 +66,7 @@ class RoundInfo:
     num_duplicates: int = 0
     fallback: str | None = None
     refit: bool = False
+    noisy_ei: bool = False  # log EI took its noisy form (fitted noise not negligible)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

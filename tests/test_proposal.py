@@ -414,3 +414,18 @@ def test_seen_candidates_give_their_best_unseen_neighbour(monkeypatch, caplog):
     X = space.encode([trial.params])
     assert float(torch.cdist(X, seen).min()) < 0.5  # a neighbour, not a random point
     assert any("already seen" in r.getMessage() for r in caplog.records)
+
+
+def test_log_ei_takes_its_noisy_form_only_when_the_fitted_noise_is_not_negligible():
+    space = continuous_space()
+    g = torch.Generator().manual_seed(0)
+    noisy, smooth = Optimizer(space, **FAST), Optimizer(space, **FAST)
+    for config in space.sobol(8, seed=2) * 4:  # replicates: only noise explains their spread
+        noise = float(torch.randn((), generator=g, dtype=torch.float64))
+        value = config["x"] + 0.5 * config["y"]  # spans about 3
+        smooth.observe(config, value)
+        noisy.observe(config, value + 0.5 * noise)
+    assert noisy.suggest().source == "ei" and smooth.suggest().source == "ei"
+    loud, quiet = noisy.diagnostics[-1], smooth.diagnostics[-1]
+    assert loud.noise > proposal.NOISY_EI_ABOVE and loud.noisy_ei
+    assert quiet.noise < proposal.NOISY_EI_ABOVE and not quiet.noisy_ei
