@@ -30,7 +30,7 @@ from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_s
                            posterior_in_objective_units, propose, reported_sems)
 from bopt.runtime import resolve_device, suggest_threads, torch_threads
 from bopt.schedulers import (ASHA, Hyperband, Scheduler, prune_if_stopped, record_report,
-                             scheduler_from_dict, scheduler_to_dict)
+                             scheduler_from_dict, scheduler_to_dict, summarize_rungs)
 from bopt.space import Space
 from bopt.storage import SQLiteStorage
 from bopt.trial import Recommendation, RoundInfo, Trial
@@ -465,6 +465,16 @@ class Optimizer:
         with self._lock:
             self._ledger.sync()
             return prune_if_stopped(self._ledger, trial)
+
+    def rung_summary(self) -> list[dict]:
+        """Per bracket and rung of the schedule: how many trials entered it, went on, and
+        were stopped there (every worker's, with storage); [] without a scheduler."""
+        if self.scheduler is None:
+            return []
+        with self._lock:
+            self._ledger.sync()
+            decided = {t.id: self._ledger.decisions(t.id) for t in self._ledger.trials()}
+        return summarize_rungs(self.scheduler, decided)
 
     def curve(self, trial: Trial | int) -> list[tuple[float, float]]:
         """The trial's `(budget, value)` reports, by budget (every worker's, with storage)."""

@@ -222,3 +222,17 @@ def prune_if_stopped(ledger, trial) -> bool:
     ledger.finish(pending, "pruned", last, f"stopped at rung {rung:g} (value {value:.6g}); "
                   f"last report at budget {budget:g}", "should_stop")
     return True
+
+
+def summarize_rungs(scheduler: Scheduler, decisions: dict[int, list[tuple[float, float, bool]]]
+                    ) -> list[dict]:
+    """`{"bracket", "rung", "entered", "continued", "stopped"}` per bracket and rung, from
+    each trial's `(rung, value, stop)` decisions (trial id -> its decisions)."""
+    rows = []
+    for bracket in range(scheduler.num_brackets):
+        ids = [tid for tid in decisions if scheduler.bracket_of(tid) == bracket]
+        for rung in scheduler.rungs(bracket):
+            made = [stop for tid in ids for r, _, stop in decisions[tid] if r == rung]
+            rows.append({"bracket": bracket, "rung": rung, "entered": len(made),
+                         "continued": made.count(False), "stopped": made.count(True)})
+    return rows

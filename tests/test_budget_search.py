@@ -132,3 +132,48 @@ def test_json_export_carries_the_curves(tmp_path):
     assert trials[0]["curve"] == [[1.0, _curve(trial.params, 1)], [2.0, _curve(trial.params, 2)],
                                   [3.0, _curve(trial.params, 3)]]
     assert "curve" not in trials[1]
+
+
+def _asha_study(scheduler=ASHA(1, 27, 3)) -> Optimizer:
+    opt = Optimizer(continuous_space(), acquisition="random", seed=5, scheduler=scheduler)
+
+    def train(params, report):
+        for epoch in range(1, 28):
+            if report(_curve(params, epoch), epoch):
+                return None
+        return _curve(params, 27)
+
+    opt.minimize(train, 15, progress=False)
+    return opt
+
+
+def test_rung_summary_counts_what_each_rung_let_through():
+    opt = _asha_study()
+    rows = opt.rung_summary()
+    assert [r["rung"] for r in rows] == [1, 3, 9]
+    pruned = sum(t.status == "pruned" for t in opt.history)
+    assert sum(r["stopped"] for r in rows) == pruned > 0
+    assert rows[0]["entered"] == 15  # every trial reaches the first rung
+    for upper, lower in zip(rows[1:], rows[:-1]):
+        assert upper["entered"] == lower["continued"]  # who goes on reaches the next rung
+    assert Optimizer(continuous_space()).rung_summary() == []
+
+
+def test_learning_curve_and_rung_plots():
+    pytest.importorskip("matplotlib")
+    from bopt.plot import plot_learning_curves, plot_rungs
+
+    opt = _asha_study(Hyperband(1, 27, 3))
+    fig = plot_learning_curves(opt)
+    labels = {ln.get_label() for ln in fig.axes[0].lines}
+    assert {"complete", "pruned", "rung"} <= labels
+    fig = plot_rungs(opt)
+    bars = fig.axes[0].patches
+    assert len(bars) == 2 * sum(1 for r in opt.rung_summary() if r["entered"])
+    with pytest.raises(ArgumentError, match="plot_learning_curves: no trial has reported"):
+        plot_learning_curves(Optimizer(continuous_space()))
+    with pytest.raises(ArgumentError, match="plot_rungs: no trial has reached a rung"):
+        plot_rungs(Optimizer(continuous_space()))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

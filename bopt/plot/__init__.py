@@ -11,7 +11,9 @@ cell with `;` (or assign the result) to see a figure once.
 - `plot_slice`: the GP's posterior and the acquisitions along one or two parameters.
 """
 
+from bopt.plot.budget import plot_learning_curves, plot_rungs
 from bopt.plot.history import plot_convergence, plot_diagnostics, plot_importance
 from bopt.plot.slices import plot_slice
 
-__all__ = ["plot_convergence", "plot_diagnostics", "plot_importance", "plot_slice"]
+__all__ = ["plot_convergence", "plot_diagnostics", "plot_importance", "plot_learning_curves",
+           "plot_rungs", "plot_slice"]
