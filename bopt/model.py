@@ -31,6 +31,10 @@ from bopt.layout import Layout
 
 NOISE_FLOOR = 1e-6
 _NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noise variance
+# A log prior term -c / l^2 on each Matern lengthscale l (unit cube), the short-side half of
+# Optuna's lengthscale prior: it stops a fit from collapsing to lengthscales at the lower
+# bound (every point independent; noise explained as signal). 0 turns it off.
+SHORT_LENGTHSCALE_PENALTY = 0.0
 _SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
 _LARGE_N = 400  # above this, the line search tries one step length
 # From this many observations the likelihood's gradient takes the closed form (_GaussianNLL).
@@ -113,7 +117,8 @@ class _Theta:
         return torch.minimum(torch.maximum(loc - sd**2, lo), hi)
 
 
-def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor) -> Tensor:
+def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor,
+               num_continuous: int = 0) -> Tensor:
     """`h x p` log-values -> `h` summed log prior densities of the values (free ones).
 
     Kernel hyperparameters: LogNormal(loc, sd). Noise variance (the last entry):
@@ -124,7 +129,11 @@ def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor) -> Tensor:
     dens = -theta[..., :-1] - 0.5 * z * z - torch.log(sd[:-1]) - 0.5 * _LOG_2PI
     log_noise = theta[..., -1]
     noise_dens = _NOISE_SHAPE_MINUS_1 * log_noise - _NOISE_RATE * log_noise.exp()
-    return (dens * free[:-1]).sum(-1) + noise_dens
+    total = (dens * free[:-1]).sum(-1) + noise_dens
+    if SHORT_LENGTHSCALE_PENALTY and num_continuous:
+        total = total - SHORT_LENGTHSCALE_PENALTY * torch.exp(
+            -2.0 * theta[..., :num_continuous]).sum(-1)
+    return total
 
 
 def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
@@ -209,7 +218,7 @@ class _Objective:
         K = K + (noise + self.jitter)[:, None, None] * self.eye
         if self.known is not None:
             K = K + self.known
-        lp = _log_prior(theta, self.loc, self.sd, self.free)
+        lp = _log_prior(theta, self.loc, self.sd, self.free, self.spec.dc)
         nll = _GaussianNLL.apply(K, Y) if n >= _CLOSED_FORM_MIN_N else _nll_autograd(K, Y)
         value = (nll + 0.5 * n * _LOG_2PI - lp) / n
         value = torch.where(torch.isinf(nll), nll, value)  # no factor: inf, and no gradient
@@ -414,7 +423,7 @@ def _conditioned(X: Tensor, Y: Tensor, layout: Layout, spec: _Theta, theta: Tens
     log_ml = -0.5 * (Y * model.alpha).sum() - torch.log(torch.diagonal(L)).sum() \
         - 0.5 * n * _LOG_2PI
     log_prior = _log_prior(theta.unsqueeze(0), *spec.prior(X.dtype, X.device),
-                           spec.free(X.device))
+                           spec.free(X.device), spec.dc)
     # The fit's objective at the result (with the jitter the factor needed, if any).
     report.neg_log_posterior = float((-log_ml - log_prior[0]) / n)
     report.log_marginal_likelihood = float(log_ml)
