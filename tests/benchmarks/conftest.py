@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import importlib
+import importlib.util
 
 import pytest
 
@@ -44,3 +45,17 @@ def without_optuna(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(references.importlib, "import_module", fake_import)
+
+
+def _load_script(name: str):
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """`load_script(name)`: a script of the repository's benchmarks/ folder, as a module."""
+    return _load_script

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,9 @@ from bopt.benchmarks.errors import BenchmarkArgumentError
 from bopt.benchmarks.records import RUNS_FILE, append_record
 from bopt.benchmarks.runner import RunSpec, execute_run
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "replay.py"
-
-
 @pytest.fixture(scope="module")
-def replay():
-    spec = importlib.util.spec_from_file_location("replay_script", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def replay(load_script):
+    return load_script("replay")
 
 
 @pytest.fixture

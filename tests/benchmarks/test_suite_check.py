@@ -3,22 +3,15 @@ IQR" rule, on hand-made records."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from bopt.benchmarks.records import append_record
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "suite_check.py"
-
-
 @pytest.fixture(scope="module")
-def check():
-    spec = importlib.util.spec_from_file_location("suite_check_script", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def check(load_script):
+    return load_script("suite_check")
 
 
 def _write(path: Path, finals: dict[str, list[float]]) -> Path:

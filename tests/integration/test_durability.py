@@ -125,3 +125,34 @@ def test_sigkill_loses_no_observed_value(tmp_path):
     for r in retries:
         opt.observe(r, study_worker.objective(r.params))
     assert opt.suggest().source in ("ei", "fallback-random")
+
+
+def test_workers_under_asha_decide_every_rung_once_from_all_reports(tmp_path):
+    """Two processes train trials under one ASHA schedule: every report a worker printed is
+    stored; every rung a trial reached has exactly one decision; and replaying the
+    decisions in commit order with ASHA's rule gives the same verdicts, so each was made
+    from every worker's values at that rung."""
+    import sqlite3
+
+    from bopt.schedulers import ASHA, continues
+
+    db = tmp_path / "asha.db"
+    Optimizer(study_worker.space(), storage=db, study="asha", scheduler=ASHA(1, 9, 3))
+    workers = [_start(db, "asha", "--asha", "--trials", "8", "--seed", str(s)) for s in (1, 2)]
+    printed = []
+    for w in workers:
+        out, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+        printed += [line.split() for line in out.splitlines() if line.startswith("R ")]
+    with sqlite3.connect(db) as conn:
+        reports = set(conn.execute("SELECT trial_id, budget FROM reports").fetchall())
+        decisions = conn.execute("SELECT trial_id, rung, value, stop FROM decisions "
+                                 "ORDER BY version").fetchall()
+    assert {(int(t), float(b)) for _, t, b in printed} <= reports
+    reached = {(t, r) for t, b in reports for r in (1.0, 3.0) if b >= r}
+    assert sorted((t, r) for t, r, _, _ in decisions) == sorted(reached)  # none lost, none twice
+    at_rung: dict[float, list[float]] = {}
+    for _, rung, value, stop in decisions:
+        assert bool(stop) == (not continues(value, at_rung.get(rung, []), 3, maximize=False))
+        at_rung.setdefault(rung, []).append(value)
+    assert any(stop for *_, stop in decisions)  # the schedule did stop some trials
