@@ -23,18 +23,18 @@ from torch import Tensor
 
 from bopt.acquisition.registry import STRATEGIES, is_model_based
 from bopt.design import SobolCursor, next_sobol, random_unseen
-from bopt.errors import ArgumentError, ObservationError, SpaceExhaustedError, StorageError
+from bopt.errors import ArgumentError, SpaceExhaustedError, StorageError
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
                          SQLiteLedger, SeenKeys, as_storage, open_stored)
 from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_surrogate,
                            posterior_in_objective_units, propose, reported_sems)
-from bopt.runtime import resolve_device, suggest_threads, torch_threads
-from bopt.schedulers import (ASHA, Hyperband, Scheduler, prune_if_stopped, record_report,
-                             scheduler_from_dict, scheduler_to_dict, summarize_rungs)
+from bopt.runtime import check_threads, resolve_device, suggest_threads, torch_threads
+from bopt.schedulers import (Scheduler, check_scheduler, prune_if_stopped, record_report,
+                             scheduler_to_dict, summarize_rungs)
 from bopt.space import Space
 from bopt.storage import SQLiteStorage
 from bopt.trial import Recommendation, RoundInfo, Trial
-from bopt.validation import check_choice, check_int, check_number, finite_value
+from bopt.validation import check_choice, check_int, check_number, check_sem, finite_value
 
 logger = logging.getLogger("bopt")
 
@@ -101,20 +101,24 @@ class Optimizer:
         self.device = resolve_device(device)
         # plain floats and ints throughout: the settings are stored as JSON
         self.beta = None if beta is None else check_number(beta, "beta", low=0.0)
-        self.num_threads = _check_threads(num_threads)
+        self.num_threads = check_threads(num_threads)
         self.pending_timeout = None if pending_timeout is None else check_number(
             pending_timeout, "pending_timeout (seconds)", low=0.0, low_open=True)
         self.refit_growth = check_number(refit_growth, "refit_growth", low=0.0, high=1.0)
         if not isinstance(study, str) or not study:
             raise ArgumentError(f"study must be a non-empty string; got {study!r}.")
         self.study = study
-        self.scheduler = _check_scheduler(scheduler)
+        self.scheduler = check_scheduler(scheduler)
         self._lock = threading.RLock()
         self._cursor = SobolCursor()
         self._ledger: Ledger = MemoryLedger(space) if storage is None else open_stored(
             as_storage(storage), study, space, self._settings())
         stored = self._ledger.stored_state if isinstance(self._ledger, SQLiteLedger) else None
         self._warm = WarmStart.from_state(stored, self.device)
+        if isinstance(self._ledger, SQLiteLedger) and self.pending_timeout is None:
+            warning = self._ledger.pending_warning()  # a dead worker's trials wait forever
+            if warning:
+                logger.warning(warning)
         self._surrogate: tuple[tuple, Surrogate] | None = None  # for predict and recommend
 
     @classmethod
@@ -413,11 +417,11 @@ class Optimizer:
             if isinstance(trial, Mapping):
                 params = self.space.validate(trial)
                 where = f"observe({params!r})"
-                value, sem = finite_value(value, where), _check_sem(sem, where)
+                value, sem = finite_value(value, where), check_sem(sem, where)
                 return _public(self._ledger.add_external(params, value, sem))
             pending = self._ledger.pending_trial(trial, "observe")
             where = f"observe(trial {pending.id})"
-            value, sem = finite_value(value, where), _check_sem(sem, where)
+            value, sem = finite_value(value, where), check_sem(sem, where)
             return _public(self._ledger.finish(pending, "complete", value, None, "observe", sem))
 
     def fail(self, trial: Trial | int, reason: str | None = None) -> Trial:
@@ -483,6 +487,15 @@ class Optimizer:
             self._ledger.sync()
             return self._ledger.reports(tid)
 
+    def interrupt(self, trial: Trial | int, reason: str = "interrupted") -> Trial:
+        """Mark a pending trial stale now: its evaluation was interrupted, which says
+        nothing against its configuration, so the next `suggest` proposes it again (a
+        "retry" trial); a late `observe` of it is still accepted."""
+        with self._lock:
+            self._ledger.sync()
+            pending = self._ledger.pending_trial(trial, "interrupt")
+            return _public(self._ledger.finish(pending, "stale", None, reason, "interrupt"))
+
     def mark_stale(self, older_than: float) -> list[Trial]:
         """Mark pending trials suggested more than `older_than` seconds ago as stale.
 
@@ -527,8 +540,9 @@ class Optimizer:
         from bopt.export import record_columns, to_dataframe
         return to_dataframe(self.export(), record_columns(self.space.names))
 
-    def minimize(self, func: Callable[..., Any], n_trials: int, *,
-                 progress: bool = True) -> Trial | None:
+    def minimize(self, func: Callable[..., Any], n_trials: int, *, progress: bool = True,
+                 timeout: float | None = None, callbacks: Sequence[Callable] = (),
+                 n_jobs: int = 1) -> Trial | None:
         """Run the loop: suggest, evaluate `func(params)`, observe, `n_trials` times.
 
         `func` receives the configuration as one dict (`lambda p: train(**p)` adapts a
@@ -536,34 +550,24 @@ class Optimizer:
         `report(value, budget)` records an intermediate value and returns True when the
         schedule stops the trial; return then (the trial is recorded as pruned). A call that
         returns NaN, inf or a non-number marks its trial failed (with a logged warning) and
-        the loop goes on; an exception marks it failed and propagates. A finite space that
-        runs out ends the loop early. Works for either `direction`; the name follows the
-        common case.
+        the loop goes on; an exception marks it failed and propagates, except Ctrl-C
+        (`KeyboardInterrupt`), which marks it stale: the next `suggest` proposes it again.
+        A finite space that runs out ends the loop early, with a warning. Works for either
+        `direction`; the name follows the common case.
+
+        Args:
+            func: the objective.
+            n_trials: how many trials to run at most.
+            progress: a progress bar on a terminal, a line every tenth of the trials
+                elsewhere (CI, a log file).
+            timeout: start no trial after this many seconds.
+            callbacks: each called as `callback(opt, trial)` after every finished trial.
+            n_jobs: threads evaluating trials at once on this optimizer (with storage,
+                processes on other machines can share the study too).
 
         Returns:
             The best completed trial (None if no trial completed).
         """
         from bopt.minimize import run_minimize
-        return run_minimize(self, func, n_trials, progress=progress)
-
-
-def _check_scheduler(scheduler: Any) -> Scheduler | None:
-    if isinstance(scheduler, dict):  # as stored with a study
-        return scheduler_from_dict(scheduler)
-    if scheduler is None or isinstance(scheduler, (ASHA, Hyperband)):
-        return scheduler
-    raise ArgumentError(f"scheduler must be bopt.ASHA(...), bopt.Hyperband(...) or None; got "
-                        f"{scheduler!r}.")
-
-
-def _check_sem(sem: Any, where: str) -> float | None:
-    if sem is None:
-        return None
-    return check_number(sem, f"{where}: sem (the value's standard error)", low=0.0,
-                        error=ObservationError)
-
-
-def _check_threads(num_threads: Any) -> int | str | None:
-    if num_threads is None or num_threads == "auto":
-        return num_threads
-    return check_int(num_threads, "num_threads ('auto', None or a count)", low=1)
+        return run_minimize(self, func, n_trials, progress=progress, timeout=timeout,
+                            callbacks=callbacks, n_jobs=n_jobs)

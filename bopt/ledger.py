@@ -254,6 +254,17 @@ class SQLiteLedger(Ledger):
         self._version = 0  # the study version this process has read up to
         self.sync()
 
+    def pending_warning(self) -> str | None:
+        """What to say when a reopened study has pending trials, or None."""
+        pending = self.with_status("pending")
+        if not pending:
+            return None
+        age = time.time() - min(t.created for t in pending)
+        return (f"study {self.name!r} has {len(pending)} pending trial(s), the oldest "
+                f"suggested {age:.0f} s ago. If their workers died, reopen it with "
+                "pending_timeout=SECONDS (or call opt.mark_stale(SECONDS)) so they are "
+                "retried; live workers can still report them.")
+
     def sync(self):
         changes = self.storage.changes(self.study_id, self._version)
         for row in changes.trials:

@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 
 from bopt.errors import ArgumentError
+from bopt.validation import check_int
 
 # Below this many observations a CPU suggest uses one torch thread: its tensors are too small
 # for intra-op parallelism to pay, and on a busy machine (the objective running beside it)
@@ -83,3 +84,10 @@ def release_cached_memory(device: torch.device) -> None:
     """Give the caching allocator's free blocks back after an out-of-memory error."""
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def check_threads(num_threads: object) -> int | str | None:
+    """The `num_threads` setting: "auto", None or a count >= 1."""
+    if num_threads is None or num_threads == "auto":
+        return num_threads
+    return check_int(num_threads, "num_threads ('auto', None or a count)", low=1)

@@ -236,3 +236,13 @@ def summarize_rungs(scheduler: Scheduler, decisions: dict[int, list[tuple[float,
             rows.append({"bracket": bracket, "rung": rung, "entered": len(made),
                          "continued": made.count(False), "stopped": made.count(True)})
     return rows
+
+
+def check_scheduler(scheduler: object) -> Scheduler | None:
+    """A schedule, from itself or its stored dict; ArgumentError for anything else."""
+    if isinstance(scheduler, dict):  # as stored with a study
+        return scheduler_from_dict(scheduler)
+    if scheduler is None or isinstance(scheduler, (ASHA, Hyperband)):
+        return scheduler
+    raise ArgumentError(f"scheduler must be bopt.ASHA(...), bopt.Hyperband(...) or None; got "
+                        f"{scheduler!r}.")

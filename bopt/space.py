@@ -187,6 +187,17 @@ class Space:
     def __repr__(self) -> str:
         return f"Space({list(self._params)!r})"
 
+    def __str__(self) -> str:
+        """One parameter a line: what `print(space)` shows."""
+        lines = [f"Space with {len(self)} parameters:"]
+        for p in self._params:
+            what = (f"one of {list(p.choices)!r}" if isinstance(p, Categorical) else
+                    f"{type(p).__name__.lower()} in [{p.low!r}, {p.high!r}]"
+                    + (", log scale" if p.log else ""))
+            when = "" if p.parent is None else f"  (when {p.parent} in {list(p.allowed)!r})"
+            lines.append(f"  {p.name}: {what}{when}")
+        return "\n".join(lines)
+
     # ----- configs
 
     def _inactive_reason(self, p: Param, config: Mapping[str, Any]) -> str | None:

@@ -88,3 +88,11 @@ def finite_value(value: Any, where: str) -> float:
         raise ObservationError(f"{where}: value is {value!r}; only finite numbers are accepted. "
                                "Use fail(trial) for an evaluation that broke.")
     return value
+
+
+def check_sem(sem: Any, where: str) -> float | None:
+    """An observation's standard error: None, or a finite number >= 0."""
+    if sem is None:
+        return None
+    return check_number(sem, f"{where}: sem (the value's standard error)", low=0.0,
+                        error=ObservationError)

@@ -844,3 +844,66 @@ def test_a_large_standard_error_makes_the_model_distrust_that_value():
     assert opt.history[-1].sem == 5.0
     here = [{"x": 0.8, "y": 0.1}]
     assert opt.predict(here)[0][0] > trusting.predict(here)[0][0] + 0.1
+
+
+# --------------------------------------------------------------------------- minimize, as users meet it
+
+
+def test_ctrl_c_marks_the_running_trial_stale_and_it_is_retried():
+    opt = Optimizer(continuous_space(), acquisition="random", seed=1)
+    calls = []
+
+    def func(params):
+        calls.append(params)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return objective(params)
+
+    with pytest.raises(KeyboardInterrupt):
+        opt.minimize(func, 5, progress=False)
+    interrupted = opt.history[1]
+    assert interrupted.status == "stale" and interrupted.note == "interrupted (KeyboardInterrupt)"
+    retry = opt.suggest()
+    assert retry.source == "retry" and retry.retry_of == 1 and retry.params == calls[1]
+
+
+def test_minimize_timeout_callbacks_and_threads():
+    import threading
+    import time as clock
+
+    opt = Optimizer(continuous_space(), acquisition="random", seed=2)
+    seen, threads = [], set()
+
+    def slow(params):
+        threads.add(threading.get_ident())
+        clock.sleep(0.05)
+        return objective(params)
+
+    opt.minimize(slow, 100, progress=False, timeout=0.3, n_jobs=3,
+                 callbacks=[lambda o, t: seen.append((t.id, t.status))])
+    done = [t for t in opt.history if t.status == "complete"]
+    assert 3 <= len(done) < 100 and len(threads) == 3  # stopped by the timeout
+    assert sorted(seen) == sorted((t.id, "complete") for t in done)
+    assert len({key(opt.space, t.params) for t in opt.history}) == len(opt.history)
+
+
+def test_minimize_says_when_the_space_runs_out(capsys, caplog):
+    space = Space([Int("n", 0, 2), Categorical("c", ["a", "b"])])
+    opt = Optimizer(space, "random", seed=0)
+    opt.minimize(lambda p: p["n"], 20, progress=True)
+    err = capsys.readouterr().err
+    assert "stopped after 6 of 20 trials: the space has no unseen configuration left" in err
+    assert any(r.levelno == logging.WARNING and "stopping early" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_reopening_a_study_with_pending_trials_warns(tmp_path, caplog):
+    opt = Optimizer(continuous_space(), acquisition="random", storage=tmp_path / "s.db")
+    opt.suggest(2)
+    with caplog.at_level(logging.WARNING, logger="bopt"):
+        Optimizer.load(tmp_path / "s.db")
+    assert any("has 2 pending trial(s)" in r.getMessage() and "pending_timeout" in
+               r.getMessage() for r in caplog.records)
+    caplog.clear()
+    Optimizer.load(tmp_path / "s.db", pending_timeout=3600)
+    assert not any("pending trial" in r.getMessage() for r in caplog.records)

@@ -594,3 +594,16 @@ def test_integer_grid_round_keeps_encodings_fixed():
 
 
 # Property tests over random spaces live in tests/test_properties.py.
+
+
+def test_print_shows_one_parameter_a_line():
+    space = Space([Float("lr", 1e-5, 1e-1, log=True), Categorical("opt", ["adam", "sgd"]),
+                   Float("momentum", 0.0, 0.99, when={"opt": "sgd"}), Int("depth", 1, 8)])
+    assert str(space).splitlines() == [
+        "Space with 4 parameters:",
+        "  lr: float in [1e-05, 0.1], log scale",
+        "  opt: one of ['adam', 'sgd']",
+        "  momentum: float in [0.0, 0.99]  (when opt in ['sgd'])",
+        "  depth: int in [1, 8]",
+    ]
+    assert repr(space).startswith("Space([Float(name='lr'")  # repr stays exact

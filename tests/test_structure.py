@@ -29,7 +29,7 @@ ALLOWED = {
     "bopt.warp": set(),
     "bopt.sobol": {"bopt.errors"},
     "bopt.validation": {"bopt.errors"},
-    "bopt.runtime": {"bopt.errors"},
+    "bopt.runtime": {"bopt.errors", "bopt.validation"},
     "bopt.schedulers": {"bopt.errors", "bopt.validation"},
 }
 # The loop's own modules never reach out to its consumers.
