@@ -308,3 +308,16 @@ def test_known_noise_enters_the_covariance_of_its_observation(continuous_problem
                                rtol=0.0)
     grown = model.condition_on(p.X[1:2] + 0.01, p.Y[1:2])
     assert grown.known_noise.shape == (n + 1,) and float(grown.known_noise[-1]) == 0.0
+
+
+def test_the_short_lengthscale_penalty_adds_c_over_l_squared(continuous_problem, monkeypatch):
+    import bopt.model as model
+
+    p = continuous_problem
+    theta = p.theta.unsqueeze(0)
+    plain = model.neg_log_posterior(theta, p.X, p.Y, p.layout)
+    monkeypatch.setattr(model, "SHORT_LENGTHSCALE_PENALTY", 0.1)
+    penalised = model.neg_log_posterior(theta, p.X, p.Y, p.layout)
+    lengthscales = p.theta[:len(p.layout.continuous)].exp()
+    expected = 0.1 * (1.0 / lengthscales**2).sum() / p.X.shape[0]
+    torch.testing.assert_close(penalised - plain, expected.reshape(1), atol=1e-12, rtol=1e-10)
