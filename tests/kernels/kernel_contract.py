@@ -338,3 +338,30 @@ class KernelContract:
         K = torch.stack([kernel(x, x) for x in X])  # 2 x N x N
         torch.testing.assert_close(values, torch.diagonal(K, dim1=-2, dim2=-1), atol=atol,
                                    rtol=0.0)
+
+
+class OverLayouts:
+    """Mixin: the contract runs once per layout of the test module's `LAYOUTS`, with mixed
+    hyperparameters drawn for it."""
+
+    LAYOUTS: dict[str, Layout] = {}
+
+    @pytest.fixture(params=["continuous", "categorical", "mixed"])
+    def layout(self, request):
+        return self.LAYOUTS[request.param]
+
+    def draw_hypers(self, layout, generator, batch=()):
+        return draw_mixed_hypers(layout, generator, batch)
+
+
+class OneLengthscaleSet:
+    """Mixin: one lengthscale per column of the fixed `LAYOUT`, log-uniform in [0.1, 3]."""
+
+    LAYOUT: Layout
+
+    @pytest.fixture
+    def layout(self):
+        return self.LAYOUT
+
+    def draw_hypers(self, layout, generator, batch=()):
+        return (log_uniform(generator, *batch, layout.d, low=0.1, high=3.0),)

@@ -4,7 +4,7 @@ runs under the `KernelContract`."""
 
 import pytest
 import torch
-from kernel_contract import KernelContract, draw_mixed_hypers
+from kernel_contract import KernelContract, OverLayouts
 
 from bopt.kernels import MixedHypers, draw_mixed_features, mixed
 from bopt.layout import Layout
@@ -69,7 +69,7 @@ def test_equal_seeds_equal_features_and_global_rng_untouched(point_sampler):
     assert not torch.equal(a, c)
 
 
-class TestFeatureKernel(KernelContract):
+class TestFeatureKernel(OverLayouts, KernelContract):
     """phi(X1) phi(X2)' for one seeded draw of 64 features per term. The draw is a fixed
     function of the hyperparameters (same seed each time), so even they are differentiable."""
 
@@ -79,12 +79,7 @@ class TestFeatureKernel(KernelContract):
     # test_feature_inner_products_approximate_the_kernel bounds both against the exact kernel.
     precisions_agree = False
 
-    @pytest.fixture(params=list(LAYOUTS))
-    def layout(self, request):
-        return LAYOUTS[request.param]
-
-    def draw_hypers(self, layout, generator, batch=()):
-        return draw_mixed_hypers(layout, generator, batch)
+    LAYOUTS = LAYOUTS
 
     def make_kernel(self, layout, hypers):
         features = draw_mixed_features(MixedHypers(*hypers), layout.continuous,

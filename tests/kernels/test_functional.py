@@ -1,10 +1,9 @@
 """Tests for bopt.kernels.functional: each kernel function under the `KernelContract`
 (against its GPyTorch or BoTorch twin), plus what is particular to it."""
 
-import pytest
 import torch
-from kernel_contract import (KernelContract, categorical_twin, draw_mixed_hypers, log_uniform,
-                             matern_twin, mixed_twin)
+from kernel_contract import (KernelContract, OneLengthscaleSet, OverLayouts, categorical_twin,
+                             draw_mixed_hypers, matern_twin, mixed_twin)
 
 from bopt.kernels import matern52, mixed, mixed_cross, mixed_diag, overlap
 from bopt.layout import Layout
@@ -16,15 +15,10 @@ MIXED = Layout(d=5, continuous=(0, 3, 4), categorical=(1, 2), categorical_sizes=
 LAYOUTS = {"continuous": CONT, "categorical": CAT, "mixed": MIXED}
 
 
-class TestMatern52(KernelContract):
+class TestMatern52(OneLengthscaleSet, KernelContract):
     """`matern52` on all columns of a continuous layout, against GPyTorch's Matern-5/2."""
 
-    @pytest.fixture
-    def layout(self):
-        return CONT
-
-    def draw_hypers(self, layout, generator, batch=()):
-        return (log_uniform(generator, *batch, layout.d, low=0.1, high=3.0),)
+    LAYOUT = CONT
 
     def make_kernel(self, layout, hypers):
         return lambda X1, X2: matern52(X1, X2, hypers[0])
@@ -50,18 +44,13 @@ class TestMatern52(KernelContract):
         torch.testing.assert_close(grad_X, torch.zeros_like(grad_X), atol=1e-10, rtol=0.0)
 
 
-class TestOverlap(KernelContract):
+class TestOverlap(OneLengthscaleSet, KernelContract):
     """`overlap` on category indices, against BoTorch's CategoricalKernel. Its inputs are
     indices (piecewise constant), so only the lengthscales are differentiable."""
 
     grad_wrt = ("hypers",)
 
-    @pytest.fixture
-    def layout(self):
-        return CAT
-
-    def draw_hypers(self, layout, generator, batch=()):
-        return (log_uniform(generator, *batch, layout.d, low=0.1, high=3.0),)
+    LAYOUT = CAT
 
     def make_kernel(self, layout, hypers):
         return lambda X1, X2: overlap(X1, X2, hypers[0])
@@ -70,16 +59,11 @@ class TestOverlap(KernelContract):
         return categorical_twin(hypers[0])
 
 
-class TestMixed(KernelContract):
+class TestMixed(OverLayouts, KernelContract):
     """`mixed` (with `mixed_diag`) on each kind of layout, against the kernel of BoTorch's
     MixedSingleTaskGP (a scaled Matern-5/2 on the continuous-only layout)."""
 
-    @pytest.fixture(params=list(LAYOUTS))
-    def layout(self, request):
-        return LAYOUTS[request.param]
-
-    def draw_hypers(self, layout, generator, batch=()):
-        return draw_mixed_hypers(layout, generator, batch)
+    LAYOUTS = LAYOUTS
 
     def make_kernel(self, layout, hypers):
         return lambda X1, X2: mixed(X1, X2, hypers, layout.continuous, layout.categorical)
@@ -91,7 +75,7 @@ class TestMixed(KernelContract):
         return lambda X: mixed_diag(X, hypers, layout.continuous, layout.categorical)
 
 
-class TestMixedCross(KernelContract):
+class TestMixedCross(OverLayouts, KernelContract):
     """`mixed_cross`: the mixed kernel with a closed-form backward for `X1` only, for one
     hyperparameter set and `m x d` training points."""
 
@@ -99,12 +83,7 @@ class TestMixedCross(KernelContract):
     batched_hypers = False
     batched_X2 = False
 
-    @pytest.fixture(params=list(LAYOUTS))
-    def layout(self, request):
-        return LAYOUTS[request.param]
-
-    def draw_hypers(self, layout, generator, batch=()):
-        return draw_mixed_hypers(layout, generator, batch)
+    LAYOUTS = LAYOUTS
 
     def make_kernel(self, layout, hypers):
         return lambda X1, X2: mixed_cross(X1, X2, hypers, layout.continuous, layout.categorical)
