@@ -531,9 +531,12 @@ class Optimizer:
     def to_json(self, path: str | os.PathLike | IO[str]) -> None:
         """Write the history as JSON: the space, the direction and every trial."""
         from bopt.export import write_json
-        history = self.history
+        with self._lock:  # one read of the study for the trials and their curves
+            self._ledger.sync()
+            trials = [_public(t) for t in self._ledger.trials()]
+            curves = {t.id: self._ledger.reports(t.id) for t in trials}
         write_json(path, study=self.study, direction=self.direction, space=self.space.to_dict(),
-                   trials=history, curves={t.id: self.curve(t) for t in history})
+                   trials=trials, curves=curves)
 
     def to_dataframe(self):
         """`export()` as a pandas DataFrame indexed by trial id (needs pandas)."""

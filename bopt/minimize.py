@@ -128,10 +128,11 @@ def _work(opt: Any, func: Callable[..., Any], budget: _Budget, callbacks: list[C
         except BaseException:
             budget.stop("a trial raised")
             raise
-        finished = opt.history[trial.id]
-        for callback in callbacks:
-            callback(opt, finished)
-        bar.step(opt.best)
+        if callbacks:
+            finished = opt.history[trial.id]  # ids run 0, 1, ... in history order
+            for callback in callbacks:
+                callback(opt, finished)
+        bar.step(opt.best if bar.enabled else None)  # `best` reads the whole history
 
 
 def _evaluate(opt: Any, func: Callable[..., Any], trial: Trial) -> None:

@@ -337,8 +337,8 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
                        round_id, "; ".join(info.warnings))
         return Proposal(None, replace(info, fallback="random"), surrogate.warm_start)
     start = time.perf_counter()
-    model, num_pending = _believe_pending(surrogate.model, data.pending_X.to(device),
-                                          info.warnings)
+    pending_X = data.pending_X.to(device)
+    model, num_pending = _believe_pending(surrogate.model, pending_X, info.warnings)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     Y = surrogate.targets
@@ -353,7 +353,6 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
         num_raw_samples=settings.num_raw_samples, seeds=seeds, device=device)
-    pending_X = data.pending_X.to(device)
     params, best = _first_unseen(space, cands, values, seen, pending_X, info.warnings)
     fallback = info.fallback
     if params is None and bool(torch.isfinite(values).any()):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -210,7 +211,8 @@ def record_report(ledger, scheduler: Scheduler | None, trial, value, budget, *,
 def prune_if_stopped(ledger, trial) -> bool:
     """True, with the trial recorded as pruned, when a decision stopped it."""
     tid = getattr(trial, "id", trial)
-    known = ledger.get(tid) if isinstance(tid, int) else None
+    known = ledger.get(int(tid)) if isinstance(tid, numbers.Integral) and not isinstance(
+        tid, bool) else None
     if known is not None and known.status == "pruned":
         return True
     pending = ledger.pending_trial(trial, "should_stop")
