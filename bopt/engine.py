@@ -424,6 +424,28 @@ class Optimizer:
             value, sem = finite_value(value, where), check_sem(sem, where)
             return _public(self._ledger.finish(pending, "complete", value, None, "observe", sem))
 
+    def attach(self, params: Mapping[str, Any]) -> Trial:
+        """Register a configuration that is being evaluated elsewhere as a pending trial.
+
+        For adapters (Optuna, Ray Tune) whose trials run outside `suggest`: the model
+        treats the trial as pending until it is observed, failed or interrupted by id.
+
+        Raises:
+            ParameterError: a configuration that does not fit the space.
+        """
+        params = self.space.validate(params)
+        with self._lock:
+            for _ in range(MAX_COMMIT_ATTEMPTS):
+                self._ledger.sync()
+                tid = self._ledger.next_id()
+                trial = Trial(tid, dict(params), "pending", None, "external", created=time.time())
+                done = self._ledger.commit([trial], [self._plain_round(tid)], strict=False,
+                                           state=None)
+                if done is not None:
+                    return _public(done[0])
+        raise StorageError(f"attach(): other processes kept adding this configuration to "
+                           f"study {self.study!r}; nothing was stored.")
+
     def fail(self, trial: Trial | int, reason: str | None = None) -> Trial:
         """Mark a pending (or stale) trial as failed; its configuration is not proposed again.
 
