@@ -33,7 +33,7 @@ ALLOWED = {
     "bopt.schedulers": {"bopt.errors", "bopt.validation"},
 }
 # The loop's own modules never reach out to its consumers.
-CONSUMERS = ("bopt.benchmarks", "bopt.plot", "bopt.cli", "bopt.__main__")
+CONSUMERS = ("bopt.benchmarks", "bopt.plot", "bopt.cli", "bopt.__main__", "bopt.integrations")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 600, 60
 
 
