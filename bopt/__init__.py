@@ -32,6 +32,7 @@ _PUBLIC = {
     "Trial": "bopt.trial", "RoundInfo": "bopt.trial", "Recommendation": "bopt.trial",
     "Space": "bopt.space", "Float": "bopt.space", "Int": "bopt.space",
     "Categorical": "bopt.space",
+    "ASHA": "bopt.schedulers", "Hyperband": "bopt.schedulers",
     "ArgumentError": "bopt.errors", "BoptError": "bopt.errors", "FitError": "bopt.errors",
     "NumericalError": "bopt.errors", "ObservationError": "bopt.errors",
     "ParameterError": "bopt.errors", "SearchSpaceError": "bopt.errors",

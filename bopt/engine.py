@@ -24,9 +24,10 @@ from torch import Tensor
 from bopt.acquisition.registry import STRATEGIES, is_model_based
 from bopt.design import SobolCursor, next_sobol, random_unseen
 from bopt.errors import ArgumentError, SpaceExhaustedError, StorageError
+from bopt.fidelity import training_level
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
                          SQLiteLedger, SeenKeys, as_storage, open_stored)
-from bopt.proposal import (RoundData, RoundSettings, Surrogate, WarmStart, fit_surrogate,
+from bopt.proposal import (RoundData, RoundSettings, SurrogateCache, WarmStart,
                            posterior_in_objective_units, propose, reported_sems)
 from bopt.runtime import check_threads, resolve_device, suggest_threads, torch_threads
 from bopt.schedulers import (Scheduler, check_scheduler, prune_if_stopped, record_report,
@@ -60,10 +61,9 @@ class Optimizer:
         num_restarts: starts of the multistart acquisition ascent.
         num_raw_samples: raw candidates scored to choose the starts.
         beta: UCB's weight on the standard deviation (default: a schedule growing with n).
-        num_threads: torch threads during `suggest` on the CPU. "auto" uses one thread below
-            1000 observations (small tensors gain nothing from more, and lose much when the
-            machine is busy) and leaves torch's setting alone above; None never changes it.
-            The setting is process-wide and restored when `suggest` returns.
+        num_threads: torch threads during `suggest` on the CPU. "auto": one below 1000
+            observations (small tensors lose much on a busy machine), torch's own above;
+            None never changes it. Process-wide, restored when `suggest` returns.
         storage: a SQLite file (path or `bopt.storage.SQLiteStorage`) that keeps the study:
             every suggest, observe and fail is committed before it returns, and several
             processes may share the file. None keeps the study in memory.
@@ -73,11 +73,12 @@ class Optimizer:
             presumably died): `suggest` then proposes its configuration once more, as a
             "retry" trial. None never marks trials stale.
         refit_growth: re-estimate the GP's hyperparameters only once the observations have
-            grown by this fraction since they were last estimated; in between, the GP is
-            conditioned on all observations with the last estimate (one Cholesky factor,
-            no optimisation). The default 0 re-estimates every round. 0.02 still does
-            below 100 observations, and every 40th round at 2,000, where a fit takes
-            seconds; the kept estimate fits the grown data less well (README.md).
+            grown by this fraction since; in between the GP is conditioned on all of them
+            with the last estimate (one Cholesky factor). 0 (default) re-estimates every
+            round; 0.02 every 40th round at 2,000 observations (README.md).
+        scheduler: `bopt.ASHA(...)` or `bopt.Hyperband(...)` for training-budget search
+            (`report` / `should_stop`); the GP then learns from every trial's values at one
+            budget level (`bopt.fidelity`). None: every trial runs to the end.
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,
@@ -119,7 +120,7 @@ class Optimizer:
             warning = self._ledger.pending_warning()  # a dead worker's trials wait forever
             if warning:
                 logger.warning(warning)
-        self._surrogate: tuple[tuple, Surrogate] | None = None  # for predict and recommend
+        self._surrogates = SurrogateCache()  # for predict and recommend
 
     @classmethod
     def load(cls, storage: str | os.PathLike | SQLiteStorage, study: str = "default",
@@ -234,18 +235,11 @@ class Optimizer:
                    ) -> tuple[Tensor, Tensor]:
         """The posterior at the encoded `rows` from a GP fitted as a round would fit it
         (the optimizer's warm start is read, not changed)."""
-        key = tuple((t.id, t.value, t.sem) for t in done)
-        if self._surrogate is None or self._surrogate[0] != key:
-            X = torch.stack(self._ledger.encoded(done)).to(self.device)
-            values = torch.tensor([t.value for t in done], dtype=torch.float64,
-                                  device=self.device)
-            with torch_threads(self._threads()):
-                surrogate = fit_surrogate(X, values, self.space.layout,
-                                          maximize=self.direction == "maximize",
-                                          warm_start=self._warm, refit_growth=self.refit_growth,
-                                          sems=reported_sems([t.sem for t in done], self.device))
-            self._surrogate = (key, surrogate)
-        surrogate = self._surrogate[1]
+        with torch_threads(self._threads()):
+            surrogate = self._surrogates.get(
+                done, self._ledger.encoded(done), self.space.layout, self.device,
+                maximize=self.direction == "maximize", warm_start=self._warm,
+                refit_growth=self.refit_growth)
         if surrogate.model is None:
             reason = "; ".join(surrogate.warnings)
             if strict:
@@ -254,8 +248,7 @@ class Optimizer:
                            "trial", reason)
             values = torch.tensor([t.value for t in done], dtype=torch.float64)
             return values, torch.full_like(values, math.nan)
-        X = torch.stack(rows).to(self.device)
-        return posterior_in_objective_units(surrogate, X)
+        return posterior_in_objective_units(surrogate, torch.stack(rows).to(self.device))
 
     @property
     def warm_start(self) -> WarmStart:
@@ -352,17 +345,17 @@ class Optimizer:
                  ) -> tuple[dict, str, RoundInfo, SobolCursor, WarmStart]:
         """A configuration and its source, by the strategy or a fallback."""
         params, source, info = None, self.acquisition, self._plain_round(tid)
-        model_based = is_model_based(self.acquisition)
-        if self.acquisition == "sobol" or (model_based and info.num_observations
-                                           < max(self.n_initial, 2)):
+        data = self._round_data(batch, rows) if is_model_based(self.acquisition) else None
+        if self.acquisition == "sobol" or (data is None and is_model_based(self.acquisition)):
             source = "sobol"
             params, cursor = next_sobol(cursor, self.space, n_initial=self.n_initial,
                                         seed=self.seed, seen=seen)
-        elif model_based:
-            proposal = propose(self.space, self._round_data(batch, rows), self._round_settings(),
-                               warm_start=warm, seed=self.seed * 1_000_003 + tid, round_id=tid,
-                               seen=seen, device=self.device)
-            params, info, warm = proposal.params, proposal.info, proposal.warm_start
+        elif data is not None:
+            proposal = propose(self.space, data[0], self._round_settings(), warm_start=warm,
+                               seed=self.seed * 1_000_003 + tid, round_id=tid, seen=seen,
+                               device=self.device)
+            params, warm = proposal.params, proposal.warm_start
+            info = replace(proposal.info, budget_level=data[1])
             if params is None:
                 source = f"fallback-{info.fallback or 'random'}"
         if params is None:
@@ -370,18 +363,35 @@ class Optimizer:
             source = "random" if self.acquisition == "random" else source
         return params, source, info, cursor, warm
 
-    def _round_data(self, batch: list[Trial], rows: list[Tensor]) -> RoundData:
+    def _round_data(self, batch: list[Trial], rows: list[Tensor]
+                    ) -> tuple[RoundData, float | None] | None:
         """The encoded history, the pending points (this batch's included) and the
-        duplicate count, as CPU tensors."""
-        complete = self._ledger.with_status("complete")
-        pending = self._ledger.encoded(self._ledger.with_status("pending")) + rows
-        d = self.space.layout.d
+        duplicate count, as CPU tensors, with the budget level they were taken at (None
+        without a scheduler); None while there are too few observations for a model.
+
+        With a scheduler the history is every trial's value at one budget level
+        (`bopt.fidelity.training_level`)."""
+        done, level = self._ledger.with_status("complete"), None
+        pending, values = self._ledger.with_status("pending"), [t.value for t in done]
+        if self.scheduler is not None:
+            data = training_level(self.scheduler, self._ledger.trials(), self._ledger.reports,
+                                  max(self.n_initial, 2))
+            if data is None:
+                return None
+            done, values, level = data.trials, data.values, data.budget
+            pending = [t for t in pending if t not in done]
+        if len(done) < max(self.n_initial, 2):
+            return None
+        encoded = self._ledger.encoded(pending) + rows
+        full = level is None or level == self.scheduler.max_budget  # sems are full-budget
+        sems = [t.sem if full and t.status == "complete" else None for t in done]
         return RoundData(
-            train_X=torch.stack(self._ledger.encoded(complete)),
-            values=torch.tensor([t.value for t in complete], dtype=torch.float64),
-            pending_X=torch.stack(pending) if pending else torch.empty(0, d, dtype=torch.float64),
-            num_duplicates=len(complete) - self._ledger.num_distinct(complete),
-            sems=reported_sems([t.sem for t in complete], torch.device("cpu")))
+            train_X=torch.stack(self._ledger.encoded(done)),
+            values=torch.tensor(values, dtype=torch.float64),
+            pending_X=torch.stack(encoded) if encoded else torch.empty(
+                0, self.space.layout.d, dtype=torch.float64),
+            num_duplicates=len(done) - self._ledger.num_distinct(done),
+            sems=reported_sems(sems, torch.device("cpu"))), level
 
     def _round_settings(self) -> RoundSettings:
         return RoundSettings(self.acquisition, maximize=self.direction == "maximize",
@@ -425,14 +435,9 @@ class Optimizer:
             return _public(self._ledger.finish(pending, "complete", value, None, "observe", sem))
 
     def attach(self, params: Mapping[str, Any]) -> Trial:
-        """Register a configuration that is being evaluated elsewhere as a pending trial.
-
-        For adapters (Optuna, Ray Tune) whose trials run outside `suggest`: the model
-        treats the trial as pending until it is observed, failed or interrupted by id.
-
-        Raises:
-            ParameterError: a configuration that does not fit the space.
-        """
+        """Register a configuration evaluated elsewhere (an Optuna or Ray Tune trial) as a
+        pending trial, until it is observed or failed by id. ParameterError if it does not
+        fit the space."""
         params = self.space.validate(params)
         with self._lock:
             for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -521,10 +526,9 @@ class Optimizer:
     def mark_stale(self, older_than: float) -> list[Trial]:
         """Mark pending trials suggested more than `older_than` seconds ago as stale.
 
-        A stale trial leaves the set of pending points the model believes in; the next
-        `suggest` proposes its configuration once more (a "retry" trial); a late `observe`
-        of the stale trial itself is still accepted. With storage this covers every
-        process's trials, which is how a dead worker's trials come back.
+        A stale trial is no longer a pending point; the next `suggest` proposes it once
+        more (a "retry" trial); a late `observe` of it is still accepted. With storage this
+        covers every process's trials: how a dead worker's trials come back.
 
         Returns:
             The trials marked stale by this call.
@@ -539,8 +543,7 @@ class Optimizer:
 
     # ----------------------------------------------------------------- export
     def export(self) -> list[dict]:
-        """The history as flat dicts: id, status, value, source, note, retry_of, created,
-        completed, then one key per parameter (None where inactive). See `bopt.export`."""
+        """The history as flat dicts, one key per field and parameter (`bopt.export`)."""
         from bopt.export import trial_records
         return trial_records(self.history, self.space.names)
 
@@ -570,15 +573,12 @@ class Optimizer:
                  n_jobs: int = 1) -> Trial | None:
         """Run the loop: suggest, evaluate `func(params)`, observe, `n_trials` times.
 
-        `func` receives the configuration as one dict (`lambda p: train(**p)` adapts a
-        keyword function). With a `scheduler` it is called as `func(params, report)`:
-        `report(value, budget)` records an intermediate value and returns True when the
-        schedule stops the trial; return then (the trial is recorded as pruned). A call that
-        returns NaN, inf or a non-number marks its trial failed (with a logged warning) and
-        the loop goes on; an exception marks it failed and propagates, except Ctrl-C
-        (`KeyboardInterrupt`), which marks it stale: the next `suggest` proposes it again.
-        A finite space that runs out ends the loop early, with a warning. Works for either
-        `direction`; the name follows the common case.
+        `func` receives the configuration as one dict. With a `scheduler` it is called as
+        `func(params, report)`: `report(value, budget)` records an intermediate value and
+        returns True when the schedule stops the trial; return then. NaN, inf or a
+        non-number fails the trial and the loop goes on; an exception fails it and
+        propagates, except Ctrl-C, which marks it stale (proposed again). Details and
+        either `direction`: `bopt.minimize`.
 
         Args:
             func: the objective.

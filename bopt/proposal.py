@@ -219,6 +219,28 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
     return surrogate
 
 
+
+class SurrogateCache:
+    """The GP `recommend` and `predict` query, refitted only when the observations change."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._surrogate: Surrogate | None = None
+
+    def get(self, done: list, rows: list[Tensor], layout: Layout, device: torch.device, *,
+            maximize: bool, warm_start: WarmStart, refit_growth: float) -> Surrogate:
+        """The surrogate of the completed trials `done` (with `.id`, `.value`, `.sem`),
+        encoded as the `d` rows `rows`."""
+        key = tuple((t.id, t.value, t.sem) for t in done)
+        if self._surrogate is None or self._key != key:
+            values = torch.tensor([t.value for t in done], dtype=torch.float64, device=device)
+            self._surrogate = fit_surrogate(
+                torch.stack(rows).to(device), values, layout, maximize=maximize,
+                warm_start=warm_start, refit_growth=refit_growth,
+                sems=reported_sems([t.sem for t in done], device))
+            self._key = key
+        return self._surrogate
+
 def posterior_in_objective_units(surrogate: Surrogate, X: Tensor) -> tuple[Tensor, Tensor]:
     """The latent function's posterior at `X`, mapped back to the objective's units.
 
