@@ -24,7 +24,7 @@ from torch import Tensor
 from bopt.acquisition.registry import STRATEGIES, is_model_based
 from bopt.design import SobolCursor, next_sobol, random_unseen
 from bopt.errors import ArgumentError, SpaceExhaustedError, StorageError
-from bopt.fidelity import training_level
+from bopt.fidelity import budget_round_data
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
                          SQLiteLedger, SeenKeys, as_storage, open_stored)
 from bopt.proposal import (RoundData, RoundSettings, SurrogateCache, WarmStart,
@@ -77,8 +77,8 @@ class Optimizer:
             with the last estimate (one Cholesky factor). 0 (default) re-estimates every
             round; 0.02 every 40th round at 2,000 observations (README.md).
         scheduler: `bopt.ASHA(...)` or `bopt.Hyperband(...)` for training-budget search
-            (`report` / `should_stop`); the GP then learns from every trial's values at one
-            budget level (`bopt.fidelity`). None: every trial runs to the end.
+            (`report` / `should_stop`); the GP then models configuration and budget from
+            every trial's reports (`bopt.fidelity`). None: every trial runs to the end.
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,
@@ -238,8 +238,8 @@ class Optimizer:
         with torch_threads(self._threads()):
             surrogate = self._surrogates.get(
                 done, self._ledger.encoded(done), self.space.layout, self.device,
-                maximize=self.direction == "maximize", warm_start=self._warm,
-                refit_growth=self.refit_growth)
+                maximize=self.direction == "maximize", refit_growth=self.refit_growth,
+                warm_start=self._warm if self.scheduler is None else WarmStart())  # no budget
         if surrogate.model is None:
             reason = "; ".join(surrogate.warnings)
             if strict:
@@ -351,11 +351,10 @@ class Optimizer:
             params, cursor = next_sobol(cursor, self.space, n_initial=self.n_initial,
                                         seed=self.seed, seen=seen)
         elif data is not None:
-            proposal = propose(self.space, data[0], self._round_settings(), warm_start=warm,
+            proposal = propose(self.space, data, self._round_settings(), warm_start=warm,
                                seed=self.seed * 1_000_003 + tid, round_id=tid, seen=seen,
                                device=self.device)
-            params, warm = proposal.params, proposal.warm_start
-            info = replace(proposal.info, budget_level=data[1])
+            params, info, warm = proposal.params, proposal.info, proposal.warm_start
             if params is None:
                 source = f"fallback-{info.fallback or 'random'}"
         if params is None:
@@ -363,41 +362,31 @@ class Optimizer:
             source = "random" if self.acquisition == "random" else source
         return params, source, info, cursor, warm
 
-    def _round_data(self, batch: list[Trial], rows: list[Tensor]
-                    ) -> tuple[RoundData, float | None] | None:
+    def _round_data(self, batch: list[Trial], rows: list[Tensor]) -> RoundData | None:
         """The encoded history, the pending points (this batch's included) and the
-        duplicate count, as CPU tensors, with the budget level they were taken at (None
-        without a scheduler); None while there are too few observations for a model.
-
-        With a scheduler the history is every trial's value at one budget level
-        (`bopt.fidelity.training_level`)."""
-        done, level = self._ledger.with_status("complete"), None
-        pending, values = self._ledger.with_status("pending"), [t.value for t in done]
+        duplicate count, as CPU tensors; None while there are too few observations for a
+        model. With a scheduler, over configuration and budget (`bopt.fidelity`)."""
         if self.scheduler is not None:
-            data = training_level(self.scheduler, self._ledger.trials(), self._ledger.reports,
-                                  max(self.n_initial, 2))
-            if data is None:
-                return None
-            done, values, level = data.trials, data.values, data.budget
-            pending = [t for t in pending if t not in done]
+            return budget_round_data(self.scheduler, self._ledger.trials(), self._ledger.reports,
+                                     self._ledger.encoded, rows, max(self.n_initial, 2))
+        done = self._ledger.with_status("complete")
         if len(done) < max(self.n_initial, 2):
             return None
-        encoded = self._ledger.encoded(pending) + rows
-        full = level is None or level == self.scheduler.max_budget  # sems are full-budget
-        sems = [t.sem if full and t.status == "complete" else None for t in done]
+        pending = self._ledger.encoded(self._ledger.with_status("pending")) + rows
         return RoundData(
             train_X=torch.stack(self._ledger.encoded(done)),
-            values=torch.tensor(values, dtype=torch.float64),
-            pending_X=torch.stack(encoded) if encoded else torch.empty(
+            values=torch.tensor([t.value for t in done], dtype=torch.float64),
+            pending_X=torch.stack(pending) if pending else torch.empty(
                 0, self.space.layout.d, dtype=torch.float64),
             num_duplicates=len(done) - self._ledger.num_distinct(done),
-            sems=reported_sems(sems, torch.device("cpu"))), level
+            sems=reported_sems([t.sem for t in done], torch.device("cpu")))
 
     def _round_settings(self) -> RoundSettings:
         return RoundSettings(self.acquisition, maximize=self.direction == "maximize",
                              refit_growth=self.refit_growth, beta=self.beta,
                              num_restarts=self.num_restarts,
-                             num_raw_samples=self.num_raw_samples)
+                             num_raw_samples=self.num_raw_samples,
+                             fidelity=self.scheduler is not None)
 
     def _threads(self) -> int | None:
         return suggest_threads(self.device, self.num_threads,

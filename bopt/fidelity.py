@@ -1,15 +1,19 @@
-"""What the GP learns from under a training-budget schedule.
+"""What the GP learns from under a training-budget schedule: a model over configuration
+and budget.
 
-With a scheduler most trials stop after a few epochs, so the completed trials alone are
-too few to fit a GP on until late in the study. BOHB's rule (Falkner et al. 2018, "BOHB:
-Robust and Efficient Hyperparameter Optimization at Scale", section 4.2) uses them all, one
-budget at a time: the model is fitted on the values trials reached at one budget *level*
-(a rung of any bracket, or the full budget), the largest level that already holds enough
-of them. Early on that is the first rung, where every trial reports; as trials climb, the
-model moves up to budgets that predict the full-budget value better.
+With a scheduler most trials stop after a few epochs, so completed trials alone are too few
+to fit a GP on until late in the study, and a model that never sees the stopped trials
+keeps proposing where they failed. Like MOBSTER (Klein et al. 2020, "Model-based
+Asynchronous Hyperparameter and Neural Architecture Search"), the GP here takes the budget
+as one more input: every trial contributes its value at each budget *level* it reached (a
+rung of any bracket, or the full budget), the level's position `log(b / b_min) /
+log(b_max / b_min)` in [0, 1] as an extra Matern column, and the acquisition is taken at
+the full budget (column 1). What a trial showed at one epoch then informs the model at
+every budget, as far as the fitted budget lengthscale says values carry over.
 
-`benchmarks/budget_search.py` measured this rule against fitting on completed trials only
-(results in `benchmarks/results/budget_search/`).
+`benchmarks/budget_search.py` measured this against BOHB's rule (Falkner et al. 2018: one
+model on the largest level with enough values) and against completed trials only; results
+and the reasons for the choice are in `benchmarks/results/budget_search/`.
 
 A trial's value at a level is its first report at or past that budget and below the next
 level up: the value the rung decided on. A trial that ran to the full budget (status
@@ -19,9 +23,13 @@ pruned and still running trials count at every level they reached.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+import torch
+from torch import Tensor
+
+from bopt.proposal import RoundData, reported_sems
 from bopt.schedulers import Scheduler
 from bopt.trial import Trial
 
@@ -42,57 +50,66 @@ def value_at(reports: Sequence[tuple[float, float]], low: float, high: float) ->
     return None
 
 
-@dataclass(frozen=True)
-class LevelData:
-    """The observations of one budget level.
-
-    Attributes:
-        budget: the level (a rung, or the full budget).
-        trials: the trials with a value there, in the order given.
-        values: their values at that level.
-    """
-
-    budget: float
-    trials: list[Trial]
-    values: list[float]
-
-
-def _at_level(trials: Sequence[Trial], reports: Callable[[int], list[tuple[float, float]]],
-              level: float, above: float, full: float) -> LevelData:
-    chosen, values = [], []
-    for t in trials:
-        if t.status not in _LEARNS:
-            continue
-        if t.status == "complete" and level == full:
-            value = t.value
-        else:
-            value = value_at(reports(t.id), level, above)
-        if value is not None:
-            chosen.append(t)
-            values.append(value)
-    return LevelData(level, chosen, values)
-
-
-def training_level(scheduler: Scheduler, trials: Sequence[Trial],
-                   reports: Callable[[int], list[tuple[float, float]]],
-                   min_points: int) -> LevelData | None:
-    """The largest budget level with at least `min_points` values, and those values.
+def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
+               reports: Callable[[int], list[tuple[float, float]]]
+               ) -> list[tuple[Trial, float, float]]:
+    """`(trial, position, value)` for every level each trial reached.
 
     Args:
         scheduler: the study's schedule.
         trials: every trial of the study.
         reports: trial id -> its `(budget, value)` reports, by budget.
-        min_points: how many values a level needs to be modelled.
 
     Returns:
-        The level's data, or None while no level holds `min_points` values (the initial
-        design is still running).
+        One row per trial and level, with the level's position in [0, 1] (0 at the lowest
+        level, 1 at the full budget).
     """
     levels = budget_levels(scheduler)
-    full = levels[-1]
-    for i in range(len(levels) - 1, -1, -1):
-        above = levels[i + 1] if i + 1 < len(levels) else float("inf")
-        data = _at_level(trials, reports, levels[i], above, full)
-        if len(data.trials) >= min_points:
-            return data
-    return None
+    low, full = levels[0], levels[-1]
+    rows = []
+    for t in trials:
+        if t.status not in _LEARNS:
+            continue
+        curve = reports(t.id)
+        for i, level in enumerate(levels):
+            above = levels[i + 1] if i + 1 < len(levels) else math.inf
+            if t.status == "complete" and level == full:
+                value = t.value
+            else:
+                value = value_at(curve, level, above)
+            if value is not None:
+                rows.append((t, math.log(level / low) / math.log(full / low), value))
+    return rows
+
+
+def budget_round_data(scheduler: Scheduler, trials: Sequence[Trial],
+                      reports: Callable[[int], list[tuple[float, float]]],
+                      encoded: Callable[[list[Trial]], list[Tensor]], extra_pending: list[Tensor],
+                      min_trials: int) -> RoundData | None:
+    """A model round's tensors over configuration and budget (`RoundSettings.fidelity`).
+
+    Args:
+        scheduler, trials, reports: as for `level_rows`.
+        encoded: trials -> their `d` encoded rows.
+        extra_pending: `d` rows of the batch being built, pending too.
+        min_trials: how many trials must have reported before a model is fitted.
+
+    Returns:
+        `n x (d + 1)` inputs with their values and `k x (d + 1)` pending points at the full
+        budget; None while fewer than `min_trials` trials have a value.
+    """
+    rows = level_rows(scheduler, trials, reports)
+    distinct = list({t.id: t for t, _, _ in rows}.values())
+    if len(distinct) < min_trials:
+        return None
+    at = torch.tensor([[position] for _, position, _ in rows], dtype=torch.float64)
+    X = torch.cat([torch.stack(encoded([t for t, _, _ in rows])), at], dim=-1)  # n x (d + 1)
+    pending = encoded([t for t in trials if t.status == "pending"]) + extra_pending
+    d = X.shape[-1] - 1
+    pending_X = torch.stack(pending) if pending else torch.empty(0, d, dtype=torch.float64)
+    pending_X = torch.cat([pending_X, torch.ones(pending_X.shape[0], 1,
+                                                 dtype=torch.float64)], dim=-1)  # k x (d + 1)
+    full = [t.sem if position == 1.0 and t.status == "complete" else None
+            for t, position, _ in rows]
+    return RoundData(X, torch.tensor([v for _, _, v in rows], dtype=torch.float64), pending_X,
+                     num_duplicates=0, sems=reported_sems(full, torch.device("cpu")))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -94,6 +94,7 @@ class RoundSettings:
     beta: float | None = None
     num_restarts: int = 10
     num_raw_samples: int = 512
+    fidelity: bool = False  # the data's last column is the training budget; acquire at 1
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,12 @@ class RoundData:
     """The tensors a round starts from, on any device.
 
     Attributes:
-        train_X: `n x d` encoded completed configurations.
+        train_X: `n x d` encoded completed configurations (`n x (d + 1)` with
+            `RoundSettings.fidelity`: the last column is where in the training budget the
+            value was reported, 0 at the first rung to 1 at the full budget).
         values: `n` observed objective values (float64), in the same order.
-        pending_X: `k x d` encoded pending configurations (`k` may be 0).
+        pending_X: `k x d` encoded pending configurations (`k` may be 0; `k x (d + 1)`,
+            at the full budget, with `fidelity`).
         num_duplicates: how many of the `n` repeat an earlier configuration.
         sems: `n` standard errors the user reported with the values (0 where none), or
             None when no observation came with one.
@@ -350,8 +354,10 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     """`propose` on one device, without the out-of-memory rerun."""
     layout = space.layout
     X = data.train_X.to(device)
-    surrogate = fit_surrogate(X, data.values.to(device), layout, maximize=settings.maximize,
-                              warm_start=warm_start, refit_growth=settings.refit_growth,
+    surrogate = fit_surrogate(X, data.values.to(device),
+                              fidelity_layout(layout) if settings.fidelity else layout,
+                              maximize=settings.maximize, warm_start=warm_start,
+                              refit_growth=settings.refit_growth,
                               sems=None if data.sems is None else data.sems.to(device))
     info = _round_info(space, data, settings, surrogate, round_id=round_id, device=device)
     if surrogate.model is None:
@@ -365,12 +371,16 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     generator.manual_seed(seed)
     Y = surrogate.targets
     acquisition = settings.acquisition
-    if acquisition == "ei" and float(surrogate.model.noise) > NOISY_EI_ABOVE:
+    if (acquisition == "ei" and float(surrogate.model.noise) > NOISY_EI_ABOVE
+            and not settings.fidelity):  # with fidelity the incumbent is a posterior mean
         acquisition = "nei"
     info = replace(info, noisy_ei=acquisition == "nei")
+    best_f = _full_budget_incumbent(surrogate.model, X) if settings.fidelity else Y.max()
     score = build_score(acquisition, model, ScoreContext(
-        best_f=Y.max(), num_observations=Y.shape[0], d=layout.d, generator=generator,
+        best_f=best_f, num_observations=Y.shape[0], d=layout.d, generator=generator,
         beta=settings.beta, num_pending=num_pending))
+    if settings.fidelity:  # from here on, configurations: `... x d`
+        score, X, pending_X = _at_full_budget_score(score), X[:, :-1], pending_X[:, :-1]
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
@@ -408,11 +418,35 @@ def _round_info(space: Space, data: RoundData, settings: RoundSettings, surrogat
     if surrogate.model is None:
         return info
     hypers, layout = surrogate.model.hypers, space.layout
-    names = [space.names[c] for c in layout.continuous + layout.categorical]
+    names = [space.names[c] for c in layout.continuous]
+    names += ["budget"] * settings.fidelity + [space.names[c] for c in layout.categorical]
     scales = torch.cat([hypers.lengthscale, hypers.cat_lengthscale]).tolist()
     return replace(info, lengthscales=dict(zip(names, scales)),
                    outputscales=tuple(hypers.scales.tolist()),
                    noise=float(surrogate.model.noise))
+
+
+def fidelity_layout(layout: Layout) -> Layout:
+    """The layout with one more continuous column at the end: the training budget."""
+    return replace(layout, d=layout.d + 1, continuous=layout.continuous + (layout.d,))
+
+
+def _full_budget(X: Tensor) -> Tensor:
+    """`... x d` configurations -> `... x (d + 1)`, the budget column at the full budget."""
+    return torch.cat([X, X.new_ones(*X.shape[:-1], 1)], dim=-1)
+
+
+def _at_full_budget_score(score: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """A score of `b x q x (d + 1)` inputs as a score of `b x q x d` configurations."""
+    return lambda X: score(_full_budget(X))
+
+
+def _full_budget_incumbent(model: BoptGP, X: Tensor) -> Tensor:
+    """The best posterior mean at the full budget among the `n x (d + 1)` training rows'
+    configurations: the incumbent of a model that has seen few full-budget values."""
+    with torch.no_grad():
+        mean, _ = model.mean_std(_full_budget(X[:, :-1]).unsqueeze(-2))  # n x 1
+    return mean.max()
 
 
 def _believe_pending(model: BoptGP, pending_X: Tensor, warnings: list[str]

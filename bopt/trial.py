@@ -67,7 +67,6 @@ class RoundInfo:
     fallback: str | None = None
     refit: bool = False
     noisy_ei: bool = False  # log EI took its noisy form (fitted noise not negligible)
-    budget_level: float | None = None  # with a scheduler: the budget the GP's values are at
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

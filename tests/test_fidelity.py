@@ -4,11 +4,12 @@ through the optimizer's rounds."""
 from __future__ import annotations
 
 import pytest
+import torch
 from support import FAST, continuous_space
 
 import bopt
 from bopt import Optimizer, Trial
-from bopt.fidelity import budget_levels, training_level, value_at
+from bopt.fidelity import budget_levels, budget_round_data, level_rows, value_at
 from bopt.schedulers import ASHA, Hyperband
 
 
@@ -33,20 +34,31 @@ def _trial(tid: int, status: str, value: float | None = None) -> Trial:
     return Trial(tid, {"x": tid / 10}, status, value, "random")
 
 
-def test_the_largest_level_with_enough_values_is_chosen():
-    scheduler = ASHA(1, 9, 3)  # levels 1, 3, 9
+def test_every_trial_counts_at_every_level_it_reached():
+    scheduler = ASHA(1, 9, 3)  # levels 1, 3, 9 at positions 0, 1/2, 1
     trials = [_trial(0, "complete", 0.5), _trial(1, "pruned", 2.0), _trial(2, "pending"),
               _trial(3, "failed"), _trial(4, "stale"), _trial(5, "complete", 0.7)]
-    curves = {0: [(1, 3.0), (3, 1.0), (9, 0.5)], 1: [(1, 2.0)], 2: [(1, 2.5), (3, 1.5)],
+    curves = {0: [(1, 3.0), (3, 1.0), (9, 0.6)], 1: [(1, 2.0)], 2: [(1, 2.5), (4, 1.5)],
               3: [(1, 0.1), (3, 0.1)], 4: [(1, 0.1)], 5: []}  # 5: observed from outside
-    reports = lambda tid: curves[tid]  # noqa: E731
-    top = training_level(scheduler, trials, reports, min_points=2)
-    assert top.budget == 9 and [t.id for t in top.trials] == [0, 5]
-    assert top.values == [0.5, 0.7]  # the observed values, not the reports
-    middle = training_level(scheduler, trials, reports, min_points=3)
-    assert middle.budget == 1 and [t.id for t in middle.trials] == [0, 1, 2]
-    assert middle.values == [3.0, 2.0, 2.5]  # failed and stale trials teach nothing
-    assert training_level(scheduler, trials, reports, min_points=4) is None
+    rows = level_rows(scheduler, trials, lambda tid: curves[tid])
+    assert [(t.id, position, value) for t, position, value in rows] == [
+        (0, 0.0, 3.0), (0, 0.5, 1.0), (0, 1.0, 0.5),  # the observed value, not the report
+        (1, 0.0, 2.0), (2, 0.0, 2.5), (2, 0.5, 1.5), (5, 1.0, 0.7)]  # failed, stale: none
+
+
+def test_round_tensors_carry_the_budget_column_and_pending_points_at_full_budget():
+    space = continuous_space()
+    trials = [Trial(0, {"x": 0.1, "y": 0.0}, "pruned", 2.0, "sobol"),
+              Trial(1, {"x": 0.9, "y": 1.0}, "pending", None, "sobol")]
+    curves = {0: [(1, 2.0)], 1: [(1, 1.0), (3, 0.5)]}
+    encoded = lambda ts: list(space.encode([t.params for t in ts]))  # noqa: E731
+    extra = list(space.encode([{"x": 0.5, "y": 0.5}]))
+    data = budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, extra, 2)
+    assert data.train_X.shape == (3, 3) and data.train_X[:, -1].tolist() == [0.0, 0.0, 0.5]
+    assert data.values.tolist() == [2.0, 1.0, 0.5]
+    assert data.pending_X.shape == (2, 3) and data.pending_X[:, -1].tolist() == [1.0, 1.0]
+    assert torch.equal(data.pending_X[1, :-1], extra[0])
+    assert budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, [], 3) is None
 
 
 def _climb(opt: Optimizer, trial, until: int) -> None:
@@ -62,30 +74,30 @@ def _climb(opt: Optimizer, trial, until: int) -> None:
 def test_the_model_starts_on_first_rung_values_before_any_trial_completes():
     opt = Optimizer(continuous_space(), seed=3, scheduler=ASHA(1, 9, 3), **{**FAST, "n_initial": 4})
     for _ in range(4):
-        _climb(opt, opt.suggest(), until=2)  # running or pruned, none complete
+        _climb(opt, opt.suggest(), until=4)  # running or pruned, none complete
     assert not [t for t in opt.history if t.status == "complete"]
+    went_on = sum(opt.curve(t)[-1][0] >= 3 for t in opt.history)
+    assert 1 <= went_on < 4  # the first at rung 1 goes on; seed 3 stops some
     trial = opt.suggest()
     assert trial.source == "ei"
     info = opt.diagnostics[-1]
-    assert info.budget_level == 1 and info.num_observations == 4
-    assert opt.diagnostics[0].budget_level is None  # the Sobol rounds fit nothing
+    assert info.num_observations == 4 + went_on  # every trial at rung 1, the rest also at 3
+    assert set(info.lengthscales) == {"x", "y", "budget"}
 
 
-def test_the_model_moves_up_to_the_full_budget_once_enough_trials_finish(tmp_path):
+def test_a_scheduled_study_proposes_from_the_model_and_recommends_from_completed(tmp_path):
     opt = Optimizer(continuous_space(), seed=4, scheduler=ASHA(1, 9, 3),
                     storage=tmp_path / "s.db", **FAST)  # FAST: n_initial=3
-    levels = []
     for _ in range(12):
-        trial = opt.suggest()
-        levels.append(opt.diagnostics[-1].budget_level)
-        _climb(opt, trial, until=9)
-    assert levels[:3] == [None] * 3 and levels[3] == 1
-    finished = sum(t.status == "complete" for t in opt.history)
-    assert finished >= 3 and levels[-1] in (3, 9)
-    assert all(a <= b for a, b in zip(levels[3:], levels[4:]))  # it only climbs
-    # the level is stored with the round, for every worker and a later load
-    again = Optimizer.load(tmp_path / "s.db")
-    assert [r.budget_level for r in again.diagnostics] == levels
+        _climb(opt, opt.suggest(), until=9)
+    sources = [t.source for t in opt.history]
+    assert sources[:3] == ["sobol"] * 3 and set(sources[3:]) == {"ei"}
+    done = [t for t in opt.history if t.status == "complete"]
+    assert done and opt.recommend().trial_id in {t.id for t in done}
+    mean, std = opt.predict([{"x": 0.3, "y": 0.0}])
+    assert mean.shape == std.shape == (1,)
+    again = Optimizer.load(tmp_path / "s.db")  # the study resumes with its schedule
+    assert again.scheduler == opt.scheduler and again.suggest().source == "ei"
 
 
 def test_schedulers_are_public_names():

@@ -1,0 +1,247 @@
+"""Training-budget search benchmark: anytime curves of bopt's schedules against references.
+
+Every method runs one trial at a time on a `bopt.benchmarks.budget_tasks` task until the
+budget spent (epochs summed over all trials, stopped ones included) reaches
+`--total` full-budget trials' worth. A method's best value at a point is the best
+*full-budget* validation value it has found so far (a stopped trial found nothing final).
+
+Methods:
+    gp-asha            bopt GP over configuration and budget (log EI) + bopt.ASHA
+    gp-hyperband       the same + bopt.Hyperband
+    gp-asha-level      ablation: the GP on one budget level at a time (BOHB's rule)
+    gp-asha-completed  ablation: the GP on completed trials only
+    random-asha        bopt random search + bopt.ASHA (plain ASHA)
+    gp-full            bopt GP, every trial to the full budget (no scheduler)
+    random             random search, full budgets
+    tpe-hyperband      Optuna TPE + HyperbandPruner
+    tpe-sha            Optuna TPE + SuccessiveHalvingPruner
+
+    OMP_NUM_THREADS=1 python benchmarks/budget_search.py --task augmented_hartmann \
+        --max-budget 27 --total 20 --seeds 10 --out benchmarks/results/budget_search
+    python benchmarks/budget_search.py --report benchmarks/results/budget_search
+
+Each run appends one JSON line to `<out>/<task>.jsonl` (an existing (method, seed) is
+skipped, so an interrupted run resumes); `--report` writes `report.md` and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+import bopt
+import bopt.fidelity
+from bopt.benchmarks.budget_tasks import BudgetTask, get_budget_task
+from bopt.benchmarks.machine import describe_machine
+
+METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "random-asha",
+           "gp-full", "random", "tpe-hyperband", "tpe-sha")
+REDUCTION = 3
+
+
+class _Ledger:
+    """Budget spent, wall time, and the best full-budget value, as events."""
+
+    def __init__(self, total: float):
+        self.total, self.spent, self.best = total, 0.0, math.inf
+        self.start = time.perf_counter()
+        self.events: list[tuple[float, float, float]] = []
+        self.best_params: dict | None = None
+        self.num_trials = self.num_full = 0
+
+    def exhausted(self) -> bool:
+        return self.spent >= self.total
+
+    def spend(self) -> None:
+        self.spent += 1
+
+    def finished(self, params: dict, value: float | None) -> None:
+        """A trial ended; `value` is its full-budget value, or None if it was stopped."""
+        self.num_trials += 1
+        if value is not None:
+            self.num_full += 1
+            if value < self.best:
+                self.best, self.best_params = value, dict(params)
+        self.events.append((self.spent, time.perf_counter() - self.start, self.best))
+
+
+@contextmanager
+def _ablation(rule: str, min_trials: int):
+    """The GP's data under an older rule, for the ablations: "completed" keeps the
+    full-budget values only; "level" (BOHB's rule) keeps the largest level with at least
+    `min_trials` values. The budget column is then constant, which the GP ignores."""
+    original = bopt.fidelity.level_rows
+
+    def rows(scheduler, trials, reports):
+        every = original(scheduler, trials, reports)
+        if rule == "completed":
+            return [r for r in every if r[1] == 1.0]
+        for position in sorted({r[1] for r in every}, reverse=True):
+            chosen = [r for r in every if r[1] == position]
+            if len(chosen) >= min_trials:
+                return chosen
+        return []
+
+    bopt.fidelity.level_rows = rows
+    try:
+        yield
+    finally:
+        bopt.fidelity.level_rows = original
+
+
+def _run_bopt(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
+    acquisition = "random" if method.startswith("random") else "ei"
+    scheduler = None
+    if "asha" in method:
+        scheduler = bopt.ASHA(1, task.max_budget, REDUCTION)
+    elif "hyperband" in method:
+        scheduler = bopt.Hyperband(1, task.max_budget, REDUCTION)
+    opt = bopt.Optimizer(task.space, acquisition, seed=seed, device="cpu", scheduler=scheduler)
+    while not book.exhausted():
+        trial = opt.suggest()
+        value, stopped = None, False
+        for budget, value in enumerate(task.train(trial.params, seed), start=1):
+            book.spend()
+            if scheduler is not None:
+                opt.report(trial, value, budget=budget)
+                if opt.should_stop(trial):
+                    stopped = True
+                    break
+            if book.exhausted():
+                break
+        if not stopped and budget == task.max_budget:
+            opt.observe(trial, value)
+            book.finished(trial.params, value)
+        else:
+            if not stopped:
+                opt.interrupt(trial)  # the budget ran out mid-trial
+            book.finished(trial.params, None)
+
+
+def _optuna_params(trial, space: bopt.Space) -> dict:
+    params: dict = {}
+    for p in space.params:
+        if p.when is not None:
+            (parent, allowed), = p.when.items()
+            if params.get(parent) not in allowed:
+                continue
+        if isinstance(p, bopt.Categorical):
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif isinstance(p, bopt.Int):
+            params[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
+        else:
+            params[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+    return params
+
+
+def _run_optuna(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (optuna.pruners.HyperbandPruner(1, task.max_budget, REDUCTION)
+              if method == "tpe-hyperband" else
+              optuna.pruners.SuccessiveHalvingPruner(1, REDUCTION))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    while not book.exhausted():
+        trial = study.ask()
+        params = _optuna_params(trial, task.space)
+        value, pruned = None, False
+        for budget, value in enumerate(task.train(params, seed), start=1):
+            book.spend()
+            trial.report(value, budget)
+            if trial.should_prune():
+                pruned = True
+                break
+            if book.exhausted():
+                break
+        if not pruned and budget == task.max_budget:
+            study.tell(trial, value)
+            book.finished(params, value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            book.finished(params, None)
+
+
+def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
+    """One (method, seed) run; returns its JSON record."""
+    import torch
+
+    torch.set_num_threads(1)
+    book = _Ledger(total * task.max_budget)
+    if method.startswith("tpe"):
+        _run_optuna(task, method, seed, book)
+    elif method in ("gp-asha-completed", "gp-asha-level"):
+        with _ablation(method.rsplit("-", 1)[1], max(5, len(task.space) + 1)):
+            _run_bopt(task, method, seed, book)
+    else:
+        _run_bopt(task, method, seed, book)
+    test = None
+    if task.test is not None and book.best_params is not None:
+        test = task.test(book.best_params, seed)  # scored once, after the search
+    return {"task": task.name, "method": method, "seed": seed, "max_budget": task.max_budget,
+            "total_budget": book.total, "events": book.events, "best": book.best,
+            "best_params": book.best_params, "test": test, "num_trials": book.num_trials,
+            "num_full": book.num_full, "wall_s": time.perf_counter() - book.start}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _done(path: Path) -> set[tuple[str, int]]:
+    if not path.exists():
+        return set()
+    return {(r["method"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="augmented_hartmann")
+    parser.add_argument("--max-budget", type=int, default=27)
+    parser.add_argument("--total", type=float, default=20.0,
+                        help="budget of the run, in full-budget trials")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/budget_search"))
+    parser.add_argument("--report", type=Path, default=None,
+                        help="write report.md and figures from the JSONL files in this folder")
+    args = parser.parse_args(argv)
+    if args.report is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from budget_search_report import write_report
+
+        print(write_report(args.report))
+        return 0
+    task = get_budget_task(args.task, max_budget=args.max_budget)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{task.name}.jsonl"
+    done = _done(path)
+    stamp = {"machine": describe_machine()["summary"], "commit": _commit()}
+    for seed in range(args.seeds):
+        for method in args.methods.split(","):
+            if method not in METHODS:
+                parser.error(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+            if (method, seed) in done:
+                continue
+            record = {**run_one(task, method, seed, args.total), **stamp}
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"{task.name} {method} seed {seed}: best {record['best']:.5g} after "
+                  f"{record['num_trials']} trials ({record['num_full']} full), "
+                  f"{record['wall_s']:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
