@@ -134,9 +134,11 @@ def _figure(task: str, summary: dict, records: list[dict], folder: Path) -> list
     return names
 
 
-def task_section(path: Path) -> list[str]:
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    task, first = path.stem, records[0]
+def task_section(paths: list[Path]) -> list[str]:
+    """The section of one task, from its records in `paths` (ours first)."""
+    records = [json.loads(line) for path in paths for line in path.read_text().splitlines()
+               if line.strip()]
+    task, first = paths[0].stem, records[0]
     summary = summarize(records)
     lines = [f"## {task}", "",
              f"max budget {first['max_budget']}, total budget {first['total_budget']:g} "
@@ -157,20 +159,22 @@ def task_section(path: Path) -> list[str]:
         lines.append(f"| {method} | " + " | ".join(cells)
                      + f" | {test} | {s['trials']:.0f} | {s['full']:.0f} | {s['wall']:.0f} |")
     lines += ["", *targets(summary), ""]
-    for name in _figure(task, summary, records, path.parent):
+    for name in _figure(task, summary, records, paths[0].parent):
         lines.append(f"![{name}]({name})")
     return lines + [""]
 
 
 def write_report(folder: Path) -> Path:
-    """Write `folder/report.md` from every `*.jsonl` there; returns its path."""
+    """Write `folder/report.md` from every `*.jsonl` there (and `external/` runs of the
+    same tasks, from `budget_search_external.py`); returns its path."""
     folder = Path(folder)
     lines = ["# Training-budget search benchmark", "",
              "Written by `python benchmarks/budget_search.py --report`. `test` is the median "
              "test score (test error for the real tasks) of each run's chosen configuration, "
              "scored once after the search; the search saw validation values only.", ""]
-    for path in sorted(folder.glob("*.jsonl")):
-        lines += task_section(path)
+    for path in sorted(folder.glob("*.jsonl")):  # SMAC3 and Syne Tune runs lie in external/
+        extra = folder / "external" / path.name
+        lines += task_section([path] + ([extra] if extra.exists() else []))
     out = folder / "report.md"
     out.write_text("\n".join(lines))
     return out
