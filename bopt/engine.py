@@ -385,8 +385,7 @@ class Optimizer:
         return RoundSettings(self.acquisition, maximize=self.direction == "maximize",
                              refit_growth=self.refit_growth, beta=self.beta,
                              num_restarts=self.num_restarts,
-                             num_raw_samples=self.num_raw_samples,
-                             fidelity=self.scheduler is not None)
+                             num_raw_samples=self.num_raw_samples)
 
     def _threads(self) -> int | None:
         return suggest_threads(self.device, self.num_threads,

@@ -7,9 +7,17 @@ keeps proposing where they failed. Like MOBSTER (Klein et al. 2020, "Model-based
 Asynchronous Hyperparameter and Neural Architecture Search"), the GP here takes the budget
 as one more input: every trial contributes its value at each budget *level* it reached (a
 rung of any bracket, or the full budget), the level's position `log(b / b_min) /
-log(b_max / b_min)` in [0, 1] as an extra Matern column, and the acquisition is taken at
-the full budget (column 1). What a trial showed at one epoch then informs the model at
-every budget, as far as the fitted budget lengthscale says values carry over.
+log(b_max / b_min)` in [0, 1] as an extra Matern column. What a trial showed at one epoch
+then informs the model at every budget, as far as the fitted budget lengthscale says
+values carry over.
+
+The acquisition is taken at the largest level that holds values of at least `min_trials`
+trials, with the best posterior mean there as the incumbent (MOBSTER's choice, after
+BOHB's): early on the first rung, the full budget once enough trials have finished. Taken
+at the full budget from the start, log EI chases configurations whose full-budget value is
+merely unknown; ASHA stops most of them at the first rung, which teaches the model little
+about the full budget, and on the MLP task one run spent its whole budget that way (218
+trials, one finished).
 
 `benchmarks/budget_search.py` measured this against BOHB's rule (Falkner et al. 2018: one
 model on the largest level with enough values) and against completed trials only; results
@@ -23,6 +31,7 @@ pruned and still running trials count at every level they reached.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable, Sequence
 
@@ -65,7 +74,7 @@ def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
         level, 1 at the full budget).
     """
     levels = budget_levels(scheduler)
-    low, full = levels[0], levels[-1]
+    full = levels[-1]
     rows = []
     for t in trials:
         if t.status not in _LEARNS:
@@ -78,38 +87,49 @@ def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
             else:
                 value = value_at(curve, level, above)
             if value is not None:
-                rows.append((t, math.log(level / low) / math.log(full / low), value))
+                rows.append((t, _position(scheduler, level), value))
     return rows
+
+
+def _position(scheduler: Scheduler, level: float) -> float:
+    """A level's budget column: `log(level / lowest) / log(full / lowest)`, in [0, 1]."""
+    levels = budget_levels(scheduler)
+    return math.log(level / levels[0]) / math.log(levels[-1] / levels[0])
 
 
 def budget_round_data(scheduler: Scheduler, trials: Sequence[Trial],
                       reports: Callable[[int], list[tuple[float, float]]],
                       encoded: Callable[[list[Trial]], list[Tensor]], extra_pending: list[Tensor],
                       min_trials: int) -> RoundData | None:
-    """A model round's tensors over configuration and budget (`RoundSettings.fidelity`).
+    """A model round's tensors over configuration and budget (`RoundData.acquire_at`).
 
     Args:
         scheduler, trials, reports: as for `level_rows`.
         encoded: trials -> their `d` encoded rows.
         extra_pending: `d` rows of the batch being built, pending too.
-        min_trials: how many trials must have reported before a model is fitted.
+        min_trials: how many trials a level needs before a model is fitted (at the first
+            level) or the acquisition moves up to it.
 
     Returns:
-        `n x (d + 1)` inputs with their values and `k x (d + 1)` pending points at the full
-        budget; None while fewer than `min_trials` trials have a value.
+        `n x (d + 1)` inputs with their values and `k x (d + 1)` pending points at the
+        acquisition's level; None while fewer than `min_trials` trials have a value.
     """
     rows = level_rows(scheduler, trials, reports)
-    distinct = list({t.id: t for t, _, _ in rows}.values())
-    if len(distinct) < min_trials:
+    counts = collections.Counter(position for _, position, _ in rows)
+    enough = [p for p in counts if counts[p] >= min_trials]  # one row per trial and level
+    if not enough:
         return None
-    at = torch.tensor([[position] for _, position, _ in rows], dtype=torch.float64)
-    X = torch.cat([torch.stack(encoded([t for t, _, _ in rows])), at], dim=-1)  # n x (d + 1)
+    at = max(enough)
+    budget = {_position(scheduler, b): b for b in budget_levels(scheduler)}[at]
+    column = torch.tensor([[position] for _, position, _ in rows], dtype=torch.float64)
+    X = torch.cat([torch.stack(encoded([t for t, _, _ in rows])), column], dim=-1)  # n x (d+1)
     pending = encoded([t for t in trials if t.status == "pending"]) + extra_pending
     d = X.shape[-1] - 1
     pending_X = torch.stack(pending) if pending else torch.empty(0, d, dtype=torch.float64)
-    pending_X = torch.cat([pending_X, torch.ones(pending_X.shape[0], 1,
+    pending_X = torch.cat([pending_X, torch.full((pending_X.shape[0], 1), at,
                                                  dtype=torch.float64)], dim=-1)  # k x (d + 1)
     full = [t.sem if position == 1.0 and t.status == "complete" else None
             for t, position, _ in rows]
     return RoundData(X, torch.tensor([v for _, _, v in rows], dtype=torch.float64), pending_X,
-                     num_duplicates=0, sems=reported_sems(full, torch.device("cpu")))
+                     num_duplicates=0, sems=reported_sems(full, torch.device("cpu")),
+                     acquire_at=at, acquire_budget=budget)

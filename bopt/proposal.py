@@ -94,7 +94,6 @@ class RoundSettings:
     beta: float | None = None
     num_restarts: int = 10
     num_raw_samples: int = 512
-    fidelity: bool = False  # the data's last column is the training budget; acquire at 1
 
 
 @dataclass(frozen=True)
@@ -103,14 +102,17 @@ class RoundData:
 
     Attributes:
         train_X: `n x d` encoded completed configurations (`n x (d + 1)` with
-            `RoundSettings.fidelity`: the last column is where in the training budget the
-            value was reported, 0 at the first rung to 1 at the full budget).
+            `acquire_at`: the last column is where in the training budget the value was
+            reported, 0 at the first rung to 1 at the full budget).
         values: `n` observed objective values (float64), in the same order.
         pending_X: `k x d` encoded pending configurations (`k` may be 0; `k x (d + 1)`,
-            at the full budget, with `fidelity`).
+            at `acquire_at`, with `acquire_at`).
         num_duplicates: how many of the `n` repeat an earlier configuration.
         sems: `n` standard errors the user reported with the values (0 where none), or
             None when no observation came with one.
+        acquire_at: None, or the budget position (last column) at which the acquisition
+            is taken when the data span budgets (`bopt.fidelity`).
+        acquire_budget: that position's budget, for the round's diagnostics.
     """
 
     train_X: Tensor
@@ -118,6 +120,8 @@ class RoundData:
     pending_X: Tensor
     num_duplicates: int = 0
     sems: Tensor | None = None
+    acquire_at: float | None = None
+    acquire_budget: float | None = None
 
 
 @dataclass
@@ -355,7 +359,7 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     layout = space.layout
     X = data.train_X.to(device)
     surrogate = fit_surrogate(X, data.values.to(device),
-                              fidelity_layout(layout) if settings.fidelity else layout,
+                              layout if data.acquire_at is None else fidelity_layout(layout),
                               maximize=settings.maximize, warm_start=warm_start,
                               refit_growth=settings.refit_growth,
                               sems=None if data.sems is None else data.sems.to(device))
@@ -371,16 +375,17 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     generator.manual_seed(seed)
     Y = surrogate.targets
     acquisition = settings.acquisition
+    at = data.acquire_at
     if (acquisition == "ei" and float(surrogate.model.noise) > NOISY_EI_ABOVE
-            and not settings.fidelity):  # with fidelity the incumbent is a posterior mean
+            and at is None):  # across budgets the incumbent is a posterior mean
         acquisition = "nei"
     info = replace(info, noisy_ei=acquisition == "nei")
-    best_f = _full_budget_incumbent(surrogate.model, X) if settings.fidelity else Y.max()
+    best_f = Y.max() if at is None else _incumbent_at(surrogate.model, X, at)
     score = build_score(acquisition, model, ScoreContext(
         best_f=best_f, num_observations=Y.shape[0], d=layout.d, generator=generator,
         beta=settings.beta, num_pending=num_pending))
-    if settings.fidelity:  # from here on, configurations: `... x d`
-        score, X, pending_X = _at_full_budget_score(score), X[:, :-1], pending_X[:, :-1]
+    if at is not None:  # from here on, configurations: `... x d`
+        score, X, pending_X = _score_at(score, at), X[:, :-1], pending_X[:, :-1]
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
@@ -414,12 +419,13 @@ def _round_info(space: Space, data: RoundData, settings: RoundSettings, surrogat
         fit_seconds=surrogate.seconds, log_marginal_likelihood=surrogate.log_marginal_likelihood,
         warp_lambda=surrogate.transform.lam, num_outliers=surrogate.num_outliers,
         num_duplicates=data.num_duplicates, fallback=surrogate.fallback, refit=surrogate.refit,
-        warnings=warnings)
+        warnings=warnings, budget_level=data.acquire_budget)
     if surrogate.model is None:
         return info
     hypers, layout = surrogate.model.hypers, space.layout
     names = [space.names[c] for c in layout.continuous]
-    names += ["budget"] * settings.fidelity + [space.names[c] for c in layout.categorical]
+    names += ["budget"] * (data.acquire_at is not None)
+    names += [space.names[c] for c in layout.categorical]
     scales = torch.cat([hypers.lengthscale, hypers.cat_lengthscale]).tolist()
     return replace(info, lengthscales=dict(zip(names, scales)),
                    outputscales=tuple(hypers.scales.tolist()),
@@ -431,21 +437,21 @@ def fidelity_layout(layout: Layout) -> Layout:
     return replace(layout, d=layout.d + 1, continuous=layout.continuous + (layout.d,))
 
 
-def _full_budget(X: Tensor) -> Tensor:
-    """`... x d` configurations -> `... x (d + 1)`, the budget column at the full budget."""
-    return torch.cat([X, X.new_ones(*X.shape[:-1], 1)], dim=-1)
+def _with_budget(X: Tensor, at: float) -> Tensor:
+    """`... x d` configurations -> `... x (d + 1)`, the budget column at `at`."""
+    return torch.cat([X, X.new_full((*X.shape[:-1], 1), at)], dim=-1)
 
 
-def _at_full_budget_score(score: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+def _score_at(score: Callable[[Tensor], Tensor], at: float) -> Callable[[Tensor], Tensor]:
     """A score of `b x q x (d + 1)` inputs as a score of `b x q x d` configurations."""
-    return lambda X: score(_full_budget(X))
+    return lambda X: score(_with_budget(X, at))
 
 
-def _full_budget_incumbent(model: BoptGP, X: Tensor) -> Tensor:
-    """The best posterior mean at the full budget among the `n x (d + 1)` training rows'
-    configurations: the incumbent of a model that has seen few full-budget values."""
+def _incumbent_at(model: BoptGP, X: Tensor, at: float) -> Tensor:
+    """The best posterior mean at budget position `at` among the `n x (d + 1)` training
+    rows' configurations."""
     with torch.no_grad():
-        mean, _ = model.mean_std(_full_budget(X[:, :-1]).unsqueeze(-2))  # n x 1
+        mean, _ = model.mean_std(_with_budget(X[:, :-1], at).unsqueeze(-2))  # n x 1
     return mean.max()
 
 

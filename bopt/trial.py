@@ -67,6 +67,7 @@ class RoundInfo:
     fallback: str | None = None
     refit: bool = False
     noisy_ei: bool = False  # log EI took its noisy form (fitted noise not negligible)
+    budget_level: float | None = None  # with a scheduler: the budget the acquisition targets
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -46,19 +46,26 @@ def test_every_trial_counts_at_every_level_it_reached():
         (1, 0.0, 2.0), (2, 0.0, 2.5), (2, 0.5, 1.5), (5, 1.0, 0.7)]  # failed, stale: none
 
 
-def test_round_tensors_carry_the_budget_column_and_pending_points_at_full_budget():
+def test_round_tensors_carry_the_budget_column_and_acquire_at_the_top_full_level():
     space = continuous_space()
     trials = [Trial(0, {"x": 0.1, "y": 0.0}, "pruned", 2.0, "sobol"),
-              Trial(1, {"x": 0.9, "y": 1.0}, "pending", None, "sobol")]
-    curves = {0: [(1, 2.0)], 1: [(1, 1.0), (3, 0.5)]}
+              Trial(1, {"x": 0.9, "y": 1.0}, "pending", None, "sobol"),
+              Trial(2, {"x": 0.5, "y": 1.0}, "pending", None, "sobol")]
+    curves = {0: [(1, 2.0)], 1: [(1, 1.0), (3, 0.5)], 2: [(2, 1.5), (3, 0.7)]}
     encoded = lambda ts: list(space.encode([t.params for t in ts]))  # noqa: E731
     extra = list(space.encode([{"x": 0.5, "y": 0.5}]))
-    data = budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, extra, 2)
-    assert data.train_X.shape == (3, 3) and data.train_X[:, -1].tolist() == [0.0, 0.0, 0.5]
-    assert data.values.tolist() == [2.0, 1.0, 0.5]
-    assert data.pending_X.shape == (2, 3) and data.pending_X[:, -1].tolist() == [1.0, 1.0]
-    assert torch.equal(data.pending_X[1, :-1], extra[0])
-    assert budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, [], 3) is None
+    scheduler = ASHA(1, 9, 3)
+    data = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, extra, 2)
+    assert data.train_X.shape == (5, 3)
+    assert data.train_X[:, -1].tolist() == [0.0, 0.0, 0.5, 0.0, 0.5]
+    assert data.values.tolist() == [2.0, 1.0, 0.5, 1.5, 0.7]
+    # level 3 (position 0.5) holds two trials, enough: the acquisition looks there
+    assert data.acquire_at == 0.5 and data.acquire_budget == 3
+    assert data.pending_X.shape == (3, 3) and data.pending_X[:, -1].tolist() == [0.5] * 3
+    assert torch.equal(data.pending_X[2, :-1], extra[0])
+    lower = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 3)
+    assert lower.acquire_at == 0.0 and lower.acquire_budget == 1  # only level 1 has three
+    assert budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 4) is None
 
 
 def _climb(opt: Optimizer, trial, until: int) -> None:
@@ -83,13 +90,20 @@ def test_the_model_starts_on_first_rung_values_before_any_trial_completes():
     info = opt.diagnostics[-1]
     assert info.num_observations == 4 + went_on  # every trial at rung 1, the rest also at 3
     assert set(info.lengthscales) == {"x", "y", "budget"}
+    assert info.budget_level == 1  # fewer than four trials reached rung 3
+    assert opt.diagnostics[0].budget_level is None  # the Sobol rounds fit nothing
 
 
 def test_a_scheduled_study_proposes_from_the_model_and_recommends_from_completed(tmp_path):
     opt = Optimizer(continuous_space(), seed=4, scheduler=ASHA(1, 9, 3),
                     storage=tmp_path / "s.db", **FAST)  # FAST: n_initial=3
+    levels = []
     for _ in range(12):
-        _climb(opt, opt.suggest(), until=9)
+        trial = opt.suggest()
+        levels.append(opt.diagnostics[-1].budget_level)
+        _climb(opt, trial, until=9)
+    assert levels[:3] == [None] * 3 and levels[3] == 1
+    assert all(a <= b for a, b in zip(levels[3:], levels[4:]))  # it only climbs
     sources = [t.source for t in opt.history]
     assert sources[:3] == ["sobol"] * 3 and set(sources[3:]) == {"ei"}
     done = [t for t in opt.history if t.status == "complete"]
@@ -97,6 +111,7 @@ def test_a_scheduled_study_proposes_from_the_model_and_recommends_from_completed
     mean, std = opt.predict([{"x": 0.3, "y": 0.0}])
     assert mean.shape == std.shape == (1,)
     again = Optimizer.load(tmp_path / "s.db")  # the study resumes with its schedule
+    assert [r.budget_level for r in again.diagnostics] == levels  # stored with the rounds
     assert again.scheduler == opt.scheduler and again.suggest().source == "ei"
 
 
