@@ -27,11 +27,13 @@ skipped, so an interrupted run resumes); `--report` writes `report.md` and the f
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -182,6 +184,12 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
             _run_bopt(task, method, seed, book)
     else:
         _run_bopt(task, method, seed, book)
+    return record_of(task, method, seed, book)
+
+
+def record_of(task: BudgetTask, method: str, seed: int, book: _Ledger) -> dict:
+    """A finished run's JSON record; the chosen configuration's test score, once (its
+    time counts in `wall_s`)."""
     test = None
     if task.test is not None and book.best_params is not None:
         test = task.test(book.best_params, seed)  # scored once, after the search
@@ -205,15 +213,21 @@ def _done(path: Path) -> set[tuple[str, int]]:
     return {(r["method"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_parser(doc: str, methods: tuple[str, ...], out: Path) -> argparse.ArgumentParser:
+    """The options this script shares with `budget_search_external.py`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--task", default="augmented_hartmann")
     parser.add_argument("--max-budget", type=int, default=27)
     parser.add_argument("--total", type=float, default=20.0,
                         help="budget of the run, in full-budget trials")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/budget_search"))
+    parser.add_argument("--methods", default=",".join(methods))
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common_parser(__doc__, METHODS, Path("benchmarks/results/budget_search"))
     parser.add_argument("--report", type=Path, default=None,
                         help="write report.md and figures from the JSONL files in this folder")
     args = parser.parse_args(argv)
@@ -225,22 +239,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     task = get_budget_task(args.task, max_budget=args.max_budget)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{task.name}.jsonl"
-    done = _done(path)
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown!r}; known: {', '.join(METHODS)}")
+    run_all(task, methods, args.seeds, args.total, args.out / f"{task.name}.jsonl", run_one)
+    return 0
+
+
+def run_all(task: BudgetTask, methods: list[str], seeds: int, total: float, path: Path,
+            run: Callable[[BudgetTask, str, int, float], dict]) -> None:
+    """Every (seed, method) run not yet in `path`, each appended as one locked JSON line
+    (so several processes may share the file)."""
     stamp = {"machine": describe_machine()["summary"], "commit": _commit()}
-    for seed in range(args.seeds):
-        for method in args.methods.split(","):
-            if method not in METHODS:
-                parser.error(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-            if (method, seed) in done:
+    for seed in range(seeds):
+        for method in methods:
+            if (method, seed) in _done(path):
                 continue
-            record = {**run_one(task, method, seed, args.total), **stamp}
+            record = {**run(task, method, seed, total), **stamp}
             with path.open("a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
                 f.write(json.dumps(record) + "\n")
             print(f"{task.name} {method} seed {seed}: best {record['best']:.5g} after "
                   f"{record['num_trials']} trials ({record['num_full']} full), "
                   f"{record['wall_s']:.0f} s", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

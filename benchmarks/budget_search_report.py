@@ -17,7 +17,8 @@ import numpy as np
 
 BOPT = "gp-asha"
 FULL_BO = "gp-full"
-REFERENCES = ("random", "random-asha", "tpe-hyperband", "tpe-sha")
+REFERENCES = ("random", "random-asha", "tpe-hyperband", "tpe-sha", "smac-mf", "syne-bohb",
+              "syne-mobster")
 FRACTIONS = tuple(k / 20 for k in range(1, 21))
 TABLE_AT = (1 / 10, 1 / 6, 1 / 3, 1 / 2, 2 / 3, 1.0)
 

@@ -149,7 +149,13 @@ def _lr_factor(params: Config, epoch: int, max_budget: int) -> float:
 def _mlp_epochs(params: Config, seed: int, max_budget: int, device: str,
                 evaluate: str) -> Iterator[float]:
     """Train the MLP epoch by epoch; yield the validation cross-entropy (or, with
-    `evaluate="test"`, the test error) after each."""
+    `evaluate="test"`, the test error) after each.
+
+    The trial keeps its own random state: every epoch runs inside `torch.random.fork_rng`
+    with the trial's CPU state swapped in, and yields outside it, so interleaved trials, or
+    whatever the caller does between epochs, neither disturb the curve nor are disturbed
+    (on CUDA the dropout draws use the device's generator, which is not swapped).
+    """
     import torch
 
     X_train, y_train, X_val, y_val, X_test, y_test = _digit_splits()
@@ -157,34 +163,49 @@ def _mlp_epochs(params: Config, seed: int, max_budget: int, device: str,
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     width = int(params["width"])
-    model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(),
-                                torch.nn.Dropout(params["dropout"]),
-                                torch.nn.Linear(width, 10)).to(dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(),
+                                    torch.nn.Dropout(params["dropout"]),
+                                    torch.nn.Linear(width, 10)).to(dev)
+        state = torch.get_rng_state()
     opt = torch.optim.AdamW(model.parameters(), lr=params["lr"],
                             weight_decay=params["weight_decay"])
     xt, yt = torch.from_numpy(X_train).to(dev), torch.from_numpy(y_train).to(dev)
     xe, ye = torch.from_numpy(X_eval).to(dev), torch.from_numpy(y_eval).to(dev)
-    batch = int(params["batch_size"])
     for epoch in range(max_budget):
-        for group in opt.param_groups:
-            group["lr"] = params["lr"] * _lr_factor(params, epoch, max_budget)
-        model.train()
-        order = torch.randperm(xt.shape[0], generator=gen).to(dev)
-        for start in range(0, xt.shape[0], batch):
-            idx = order[start:start + batch]
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            logits = model(xe)
-            if evaluate == "val":
-                loss = torch.nn.functional.cross_entropy(logits, ye)
-                yield min(float(loss), 10.0)  # a diverged run reads as very bad, not NaN
-            else:
-                yield float((logits.argmax(1) != ye).double().mean())
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.set_rng_state(state)
+            _mlp_epoch(model, opt, xt, yt, gen, int(params["batch_size"]),
+                       params["lr"] * _lr_factor(params, epoch, max_budget))
+            state = torch.get_rng_state()
+        yield _mlp_evaluate(model, xe, ye, evaluate)
+
+
+def _mlp_epoch(model, opt, xt, yt, gen, batch: int, lr: float) -> None:
+    import torch
+
+    for group in opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    order = torch.randperm(xt.shape[0], generator=gen).to(xt.device)
+    for start in range(0, xt.shape[0], batch):
+        idx = order[start:start + batch]
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+        opt.step()
+
+
+def _mlp_evaluate(model, xe, ye, evaluate: str) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(xe)
+        if evaluate == "val":  # a diverged run reads as very bad, not NaN
+            return min(float(torch.nn.functional.cross_entropy(logits, ye)), 10.0)
+        return float((logits.argmax(1) != ye).double().mean())
 
 
 def _mlp_digits(max_budget: int = 81, device: str = "cpu") -> BudgetTask:

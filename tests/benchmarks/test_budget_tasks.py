@@ -38,6 +38,19 @@ def test_the_mlp_learns_reproducibly_and_is_scored_once_on_test_data():
     assert 0.0 <= error < 0.5
 
 
+def test_interleaved_trials_keep_their_own_curves_and_leave_grad_mode_alone():
+    task = get_budget_task("mlp_digits", max_budget=3)
+    other = {**MLP, "width": 32, "dropout": 0.4}
+    a, b = task.train(MLP, 0), task.train(other, 1)
+    mixed_a, mixed_b = [], []
+    for _ in range(3):
+        mixed_a.append(next(a))
+        torch.rand(7)  # the caller's own draws between epochs
+        assert torch.is_grad_enabled()  # a paused trial does not switch gradients off
+        mixed_b.append(next(b))
+    assert mixed_a == list(task.train(MLP, 0)) and mixed_b == list(task.train(other, 1))
+
+
 def test_the_step_schedule_uses_its_conditional_decay():
     task = get_budget_task("mlp_digits", max_budget=3)
     step = {**MLP, "schedule": "step", "step_gamma": 0.1}
