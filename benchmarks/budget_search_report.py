@@ -97,6 +97,15 @@ def targets(summary: dict) -> list[str]:
     return lines
 
 
+def _limits(summary: dict) -> tuple[float, float]:
+    """y limits that show the medians from a fifth of the budget on (the first full-budget
+    values of a few seeds would squash everything else)."""
+    rows = [row for s in summary.values() for row in s["curve"] if row[0] >= 0.2]
+    low = min(row[2] for row in rows if math.isfinite(row[2]))
+    high = max(row[1] for row in rows if math.isfinite(row[1]))
+    return low - 0.05 * (high - low), high + 0.15 * (high - low)
+
+
 def _figure(task: str, summary: dict, records: list[dict], folder: Path) -> list[str]:
     try:
         import matplotlib
@@ -108,12 +117,15 @@ def _figure(task: str, summary: dict, records: list[dict], folder: Path) -> list
     names = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     total = records[0]["total_budget"]
+    colors = dict(zip(summary, plt.cm.tab20(np.linspace(0, 1, max(len(summary), 2)))))
     for method, s in summary.items():
         x = [f * total for f, *_ in s["curve"]]
-        ax.plot(x, [m for _, m, _, _ in s["curve"]], label=method, lw=2 if method == BOPT else 1)
-        ax.fill_between(x, [a for *_, a, _ in s["curve"]], [b for *_, b in s["curve"]], alpha=0.12)
+        ax.plot(x, [m for _, m, _, _ in s["curve"]], label=method, color=colors[method],
+                lw=2.5 if method == BOPT else 1)
+        ax.fill_between(x, [a for *_, a, _ in s["curve"]], [b for *_, b in s["curve"]],
+                        color=colors[method], alpha=0.08)
     ax.set(xlabel="budget spent (epochs summed over trials)", ylabel="best full-budget value",
-           title=f"{task}: median and IQR over seeds")
+           title=f"{task}: median and IQR over seeds", ylim=_limits(summary))
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / f"{task}_budget.png", dpi=110)
@@ -124,7 +136,7 @@ def _figure(task: str, summary: dict, records: list[dict], folder: Path) -> list
     for method in summary:
         runs = [r for r in records if r["method"] == method]
         med = [_quartiles([best_by_wall(r["events"], t) for r in runs])[0] for t in grid]
-        ax.plot(grid, med, label=method, lw=2 if method == BOPT else 1)
+        ax.plot(grid, med, label=method, color=colors[method], lw=2.5 if method == BOPT else 1)
     ax.set(xscale="log", xlabel="wall time (s, one CPU thread)", ylabel="best full-budget value",
            title=f"{task}: median over seeds against wall time")
     ax.legend(fontsize=8)
@@ -133,6 +145,16 @@ def _figure(task: str, summary: dict, records: list[dict], folder: Path) -> list
     names.append(f"{task}_wall.png")
     plt.close("all")
     return names
+
+
+def _commits(records: list[dict]) -> dict[str, list[str]]:
+    """commit -> the methods whose runs were made at it."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        methods = out.setdefault(r.get("commit", "not recorded"), [])
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    return out
 
 
 def task_section(paths: list[Path]) -> list[str]:
@@ -145,8 +167,9 @@ def task_section(paths: list[Path]) -> list[str]:
              f"max budget {first['max_budget']}, total budget {first['total_budget']:g} "
              f"({first['total_budget'] / first['max_budget']:g} full-budget trials), "
              f"{max(s['seeds'] for s in summary.values())} seeds; machine: "
-             f"{first.get('machine', 'not recorded')}; bopt commit "
-             f"{first.get('commit', 'not recorded')}.", "",
+             f"{first.get('machine', 'not recorded')}; bopt commits "
+             + ", ".join(f"{c} ({', '.join(ms)})" for c, ms in _commits(records).items())
+             + ".", "",
              "Median (IQR) best full-budget validation value at fractions of the budget:", "",
              "| method | " + " | ".join(f"{f:.2f}" for f in TABLE_AT)
              + " | test | trials | full | wall s |",
