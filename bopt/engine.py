@@ -78,7 +78,8 @@ class Optimizer:
             round; 0.02 every 40th round at 2,000 observations (README.md).
         scheduler: `bopt.ASHA(...)` or `bopt.Hyperband(...)` for training-budget search
             (`report` / `should_stop`); the GP then models configuration and budget from
-            every trial's reports (`bopt.fidelity`). None: every trial runs to the end.
+            every trial's reports (`bopt.fidelity`); `recommend` and `predict` still use
+            the completed (full-budget) trials. None: every trial runs to the end.
     """
 
     def __init__(self, space: Space, acquisition: str = "ei", *, n_initial: int | None = None,

@@ -46,9 +46,18 @@ _LEARNS = ("complete", "pruned", "pending")
 
 
 def budget_levels(scheduler: Scheduler) -> tuple[float, ...]:
-    """Every rung of every bracket, and the full budget, ascending."""
+    """Every rung of every bracket, and the full budget, ascending; rungs that differ only
+    by rounding (Hyperband's `max_budget / reduction_factor**s` from different brackets)
+    are one level, at the smallest of them."""
     rungs = {r for b in range(scheduler.num_brackets) for r in scheduler.rungs(b)}
-    return tuple(sorted(rungs | {float(scheduler.max_budget)}))
+    levels: list[float] = []
+    for r in sorted(rungs | {float(scheduler.max_budget)}):
+        if levels and math.isclose(r, levels[-1], rel_tol=1e-9):
+            if r == float(scheduler.max_budget):
+                levels[-1] = r  # the full budget keeps its exact value
+            continue
+        levels.append(r)
+    return tuple(levels)
 
 
 def value_at(reports: Sequence[tuple[float, float]], low: float, high: float) -> float | None:
@@ -92,8 +101,11 @@ def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
 
 
 def _position(scheduler: Scheduler, level: float) -> float:
-    """A level's budget column: `log(level / lowest) / log(full / lowest)`, in [0, 1]."""
+    """A level's budget column: `log(level / lowest) / log(full / lowest)`, in [0, 1]
+    (1 when the full budget is the only level)."""
     levels = budget_levels(scheduler)
+    if len(levels) == 1:
+        return 1.0
     return math.log(level / levels[0]) / math.log(levels[-1] / levels[0])
 
 
@@ -123,7 +135,9 @@ def budget_round_data(scheduler: Scheduler, trials: Sequence[Trial],
     budget = {_position(scheduler, b): b for b in budget_levels(scheduler)}[at]
     column = torch.tensor([[position] for _, position, _ in rows], dtype=torch.float64)
     X = torch.cat([torch.stack(encoded([t for t, _, _ in rows])), column], dim=-1)  # n x (d+1)
-    pending = encoded([t for t in trials if t.status == "pending"]) + extra_pending
+    known = {t.id for t, position, _ in rows if position >= at}  # observed there already
+    pending = encoded([t for t in trials if t.status == "pending" and t.id not in known])
+    pending += extra_pending
     d = X.shape[-1] - 1
     pending_X = torch.stack(pending) if pending else torch.empty(0, d, dtype=torch.float64)
     pending_X = torch.cat([pending_X, torch.full((pending_X.shape[0], 1), at,

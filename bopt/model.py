@@ -361,6 +361,11 @@ def _starts(spec: _Theta, X: Tensor, warm: Tensor | None, *, single: bool) -> li
     return [warm] if single else [warm, mode]
 
 
+def num_hyperparameters(layout: Layout) -> int:
+    """`p`, the length of the log-hyperparameter vector `fit_gp` estimates for `layout`."""
+    return _Theta(len(layout.continuous), len(layout.categorical)).p
+
+
 def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = None,
            max_iter: int | None = None, known_noise: Tensor | None = None
            ) -> tuple[BoptGP, Tensor, FitReport]:

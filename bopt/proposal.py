@@ -27,7 +27,7 @@ from bopt.acquisition.optimize import multistart_maximize, perturb
 from bopt.acquisition.registry import ScoreContext, build_score
 from bopt.errors import FitError, NumericalError
 from bopt.layout import Layout, integer_grid_round
-from bopt.model import BoptGP, fit_gp
+from bopt.model import BoptGP, fit_gp, num_hyperparameters
 from bopt.runtime import OUT_OF_MEMORY, release_cached_memory
 from bopt.space import Space
 from bopt.trial import RoundInfo
@@ -55,25 +55,37 @@ class WarmStart:
     Attributes:
         theta: `p` log hyperparameters (see `bopt.model`), or None before the first fit.
         num_observations: how many observations they were estimated on.
+        fingerprint: a checksum of those observations (`data_fingerprint`), or None.
     """
 
     theta: Tensor | None = None
     num_observations: int = -1
+    fingerprint: float | None = None
 
-    def keeps(self, n: int, refit_growth: float) -> bool:
+    def keeps(self, n: int, refit_growth: float, fingerprint: float | None = None) -> bool:
         """Whether a round on `n` observations keeps these hyperparameters as they are:
         the data grew by less than `refit_growth` (always on the same data, e.g. the
-        2nd..nth point of suggest(n)); never when they were fitted on more data than `n`."""
+        2nd..nth point of suggest(n)); never when they were fitted on more data than `n`,
+        nor on as many different ones (a training-budget study's rows can be replaced)."""
         if self.theta is None:
             return False
         grown = n - self.num_observations
+        if grown == 0 and None not in (fingerprint, self.fingerprint) and (
+                fingerprint != self.fingerprint):
+            return False
         return 0 <= grown < max(1, int(refit_growth * self.num_observations))
+
+    def suits(self, layout: Layout) -> bool:
+        """Whether the hyperparameters are for a model of `layout`'s width (a study whose
+        schedule was added or removed has a warm start of the other width)."""
+        return self.theta is None or self.theta.numel() == num_hyperparameters(layout)
 
     def to_state(self) -> dict | None:
         """The JSON form stored with a study."""
         if self.theta is None:
             return None
-        return {"theta": self.theta.tolist(), "theta_n": self.num_observations}
+        return {"theta": self.theta.tolist(), "theta_n": self.num_observations,
+                "theta_fingerprint": self.fingerprint}
 
     @classmethod
     def from_state(cls, state: dict | None, device: torch.device) -> WarmStart:
@@ -81,7 +93,13 @@ class WarmStart:
         if not state or state.get("theta") is None:
             return cls()
         return cls(torch.tensor(state["theta"], dtype=torch.float64, device=device),
-                   int(state["theta_n"]))
+                   int(state["theta_n"]), state.get("theta_fingerprint"))
+
+
+def data_fingerprint(X: Tensor, Y: Tensor) -> float:
+    """A checksum of the `n x d` inputs and `n x 1` targets (one host sync per round)."""
+    weights = torch.arange(1, X.shape[0] + 1, dtype=X.dtype, device=X.device)  # n
+    return float(weights @ (X.sum(-1) + Y.sum(-1)))
 
 
 @dataclass(frozen=True)
@@ -210,7 +228,9 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
                           num_outliers=num_outliers,
                           known_noise=None if sems is None else _target_variances(
                               transform, values, sems))
-    kept = warm_start.keeps(train_X.shape[0], refit_growth)
+    if not warm_start.suits(layout):
+        warm_start = surrogate.warm_start = WarmStart()
+    kept = warm_start.keeps(train_X.shape[0], refit_growth, data_fingerprint(train_X, Y))
     try:
         _estimate(surrogate, train_X, layout, kept=kept)
     except FitError as err:
@@ -294,7 +314,7 @@ def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) ->
         reuse = False
         model, theta, report = fit_gp(X, Y, layout, known_noise=known)
     if not reuse:
-        surrogate.warm_start = WarmStart(theta, n)
+        surrogate.warm_start = WarmStart(theta, n, data_fingerprint(X, Y))
     surrogate.model, surrogate.refit = model, not reuse
     surrogate.warnings += report.warnings
     surrogate.log_marginal_likelihood = report.log_marginal_likelihood
@@ -376,6 +396,8 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
     Y = surrogate.targets
     acquisition = settings.acquisition
     at = data.acquire_at
+    if at is not None and acquisition == "nei":  # its baseline would mix the budgets
+        acquisition = "ei"  # whose incumbent is a posterior mean there: noise-robust too
     if (acquisition == "ei" and float(surrogate.model.noise) > NOISY_EI_ABOVE
             and at is None):  # across budgets the incumbent is a posterior mean
         acquisition = "nei"

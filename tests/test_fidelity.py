@@ -21,6 +21,20 @@ def test_levels_are_every_rung_of_every_bracket_and_the_full_budget():
     assert budget_levels(Hyperband(2, 20, 2)) == (2.5, 5, 10, 20)
 
 
+def test_hyperband_rungs_equal_but_for_rounding_are_one_level():
+    levels = budget_levels(Hyperband(1, 100, 3))  # 100/27 and 100/3 arise twice each
+    assert len(levels) == 5 and levels[-1] == 100.0
+    assert all(b / a > 2 for a, b in zip(levels, levels[1:]))
+    assert budget_levels(Hyperband(1, 2, 3)) == (2.0,)  # one bracket, no rung
+
+
+def test_a_schedule_with_no_rung_still_models_the_full_budget():
+    opt = Optimizer(continuous_space(), seed=0, scheduler=Hyperband(1, 2, 3), **FAST)
+    for _ in range(4):
+        _climb(opt, opt.suggest(), until=2)
+    assert opt.suggest().source == "ei" and opt.diagnostics[-1].budget_level == 2.0
+
+
 def test_a_value_at_a_level_is_the_first_report_inside_its_window():
     reports = [(1, 5.0), (2, 4.0), (4, 3.0), (10, 1.0)]
     assert value_at(reports, 1, 3) == 5.0
@@ -61,8 +75,13 @@ def test_round_tensors_carry_the_budget_column_and_acquire_at_the_top_full_level
     assert data.values.tolist() == [2.0, 1.0, 0.5, 1.5, 0.7]
     # level 3 (position 0.5) holds two trials, enough: the acquisition looks there
     assert data.acquire_at == 0.5 and data.acquire_budget == 3
-    assert data.pending_X.shape == (3, 3) and data.pending_X[:, -1].tolist() == [0.5] * 3
-    assert torch.equal(data.pending_X[2, :-1], extra[0])
+    # both running trials have a value at level 3 already: only the batch's row is pending
+    assert data.pending_X.shape == (1, 3) and data.pending_X[0, -1] == 0.5
+    assert torch.equal(data.pending_X[0, :-1], extra[0])
+    curves[2] = [(2, 1.5)]  # trial 2 has not reached level 3 yet: pending there
+    data = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, extra, 1)
+    assert data.acquire_at == 0.5 and data.pending_X.shape == (2, 3)
+    curves[2] = [(2, 1.5), (4, 0.7)]
     lower = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 3)
     assert lower.acquire_at == 0.0 and lower.acquire_budget == 1  # only level 1 has three
     assert budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 4) is None
@@ -119,3 +138,44 @@ def test_schedulers_are_public_names():
     assert bopt.ASHA is ASHA and bopt.Hyperband is Hyperband
     with pytest.raises(bopt.ArgumentError, match="reduction_factor"):
         bopt.ASHA(1, 9, 1)
+
+
+@pytest.mark.parametrize("first, then", [(ASHA(1, 9, 3), None), (None, ASHA(1, 9, 3))])
+def test_a_study_reopened_with_or_without_a_schedule_fits_afresh(tmp_path, first, then):
+    """The stored warm start belongs to a model of the other width: it is not used."""
+    opt = Optimizer(continuous_space(), seed=1, scheduler=first, storage=tmp_path / "s.db",
+                    **FAST)
+    while sum(t.status == "complete" for t in opt.history) < 4:  # a model either way
+        trial = opt.suggest()
+        if first is None:
+            opt.observe(trial, (trial.params["x"] - 0.3) ** 2)
+        else:
+            _climb(opt, trial, until=9)
+    again = Optimizer.load(tmp_path / "s.db", scheduler=then)
+    assert again.suggest().source == "ei" and again.diagnostics[-1].refit
+    assert again.recommend() is not None
+
+
+def test_rows_replaced_at_the_same_count_are_refitted():
+    opt = Optimizer(continuous_space(), seed=2, scheduler=ASHA(1, 9, 3), **FAST)
+    for _ in range(3):
+        _climb(opt, opt.suggest(), until=9)
+    running = opt.suggest()
+    for epoch in (1, 2, 3):
+        opt.report(running, 5.0 - epoch, budget=epoch)
+    opt.suggest()  # fitted with the running trial's rows
+    n = opt.diagnostics[-1].num_observations
+    opt.fail(running, "crashed")  # its rows leave the data
+    other = opt.history[-1]
+    for epoch in (1, 2, 3):
+        opt.report(other, 4.0 - epoch, budget=epoch)
+    opt.suggest()
+    info = opt.diagnostics[-1]
+    assert info.num_observations == n and info.refit  # same count, other data: refitted
+
+
+def test_noisy_ei_under_a_schedule_uses_the_budget_incumbent():
+    opt = Optimizer(continuous_space(), "nei", seed=5, scheduler=ASHA(1, 9, 3), **FAST)
+    for _ in range(4):
+        _climb(opt, opt.suggest(), until=9)
+    assert opt.suggest().source == "nei" and not opt.diagnostics[-1].noisy_ei
