@@ -49,7 +49,8 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     array = np.array([v if math.isfinite(v) else math.inf for v in values])
     if np.isinf(array).sum() * 2 >= len(array):  # the median itself has no value yet
         return math.nan, math.nan, math.nan
-    return tuple(float(np.percentile(array, q)) for q in (50, 25, 75))
+    with np.errstate(invalid="ignore"):  # a quartile between a value and +inf is +inf
+        return tuple(float(np.percentile(array, q)) for q in (50, 25, 75))
 
 
 def summarize(records: list[dict]) -> dict:
