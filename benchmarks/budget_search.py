@@ -42,6 +42,7 @@ import bopt
 import bopt.fidelity
 from bopt.benchmarks.budget_tasks import BudgetTask, get_budget_task
 from bopt.benchmarks.machine import describe_machine
+from bopt.benchmarks.references import suggest_config
 
 METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "random-asha",
            "gp-full", "random", "tpe-hyperband", "tpe-sha")
@@ -98,6 +99,24 @@ def _ablation(rule: str, min_trials: int):
         bopt.fidelity.level_rows = original
 
 
+def _train(task: BudgetTask, params: dict, seed: int, book: _Ledger,
+           stops: Callable[[int, float], bool]) -> tuple[float | None, bool]:
+    """Train one configuration a budget unit at a time until `stops(budget, value)` says
+    the schedule stopped it, the full budget is reached or the run's budget runs out.
+
+    Returns:
+        The full-budget value (None when the trial did not get there), and whether the
+        schedule stopped it.
+    """
+    for budget, value in enumerate(task.train(params, seed), start=1):
+        book.spend()
+        if stops(budget, value):
+            return None, True
+        if book.exhausted():
+            break
+    return (value if budget == task.max_budget else None), False
+
+
 def _run_bopt(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
     acquisition = "random" if method.startswith("random") else "ei"
     scheduler = None
@@ -106,41 +125,21 @@ def _run_bopt(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
     elif "hyperband" in method:
         scheduler = bopt.Hyperband(1, task.max_budget, REDUCTION)
     opt = bopt.Optimizer(task.space, acquisition, seed=seed, device="cpu", scheduler=scheduler)
+    def stops(trial, budget: int, value: float) -> bool:
+        if scheduler is None:
+            return False
+        opt.report(trial, value, budget=budget)
+        return opt.should_stop(trial)
+
     while not book.exhausted():
         trial = opt.suggest()
-        value, stopped = None, False
-        for budget, value in enumerate(task.train(trial.params, seed), start=1):
-            book.spend()
-            if scheduler is not None:
-                opt.report(trial, value, budget=budget)
-                if opt.should_stop(trial):
-                    stopped = True
-                    break
-            if book.exhausted():
-                break
-        if not stopped and budget == task.max_budget:
+        value, stopped = _train(task, trial.params, seed, book,
+                                lambda budget, value: stops(trial, budget, value))
+        if value is not None:
             opt.observe(trial, value)
-            book.finished(trial.params, value)
-        else:
-            if not stopped:
-                opt.interrupt(trial)  # the budget ran out mid-trial
-            book.finished(trial.params, None)
-
-
-def _optuna_params(trial, space: bopt.Space) -> dict:
-    params: dict = {}
-    for p in space.params:
-        if p.when is not None:
-            (parent, allowed), = p.when.items()
-            if params.get(parent) not in allowed:
-                continue
-        if isinstance(p, bopt.Categorical):
-            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
-        elif isinstance(p, bopt.Int):
-            params[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
-        else:
-            params[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
-    return params
+        elif not stopped:
+            opt.interrupt(trial)  # the budget ran out mid-trial
+        book.finished(trial.params, value)
 
 
 def _run_optuna(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
@@ -153,22 +152,18 @@ def _run_optuna(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     while not book.exhausted():
         trial = study.ask()
-        params = _optuna_params(trial, task.space)
-        value, pruned = None, False
-        for budget, value in enumerate(task.train(params, seed), start=1):
-            book.spend()
+        params = suggest_config(trial, task.space)
+
+        def pruned(budget: int, value: float, trial=trial) -> bool:
             trial.report(value, budget)
-            if trial.should_prune():
-                pruned = True
-                break
-            if book.exhausted():
-                break
-        if not pruned and budget == task.max_budget:
+            return trial.should_prune()
+
+        value, _ = _train(task, params, seed, book, pruned)
+        if value is not None:
             study.tell(trial, value)
-            book.finished(params, value)
         else:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            book.finished(params, None)
+        book.finished(params, value)
 
 
 def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:

@@ -33,8 +33,8 @@ import torch
 
 from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.problems import Problem, get_problem
+from bopt.benchmarks.references import suggest_config
 from bopt.integrations.optuna import BoptSampler
-from bopt.space import Categorical, Float, Int
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "optuna_compare"
@@ -52,23 +52,6 @@ BASELINE = "bopt"
 # --------------------------------------------------------------------------- one run
 
 
-def suggest_config(trial: optuna.Trial, problem: Problem) -> dict[str, Any]:
-    """The problem's configuration asked of an Optuna trial, parameter by parameter
-    (parents first; a conditional parameter only when it is active)."""
-    config: dict[str, Any] = {}
-    for p in problem.space.params:
-        if not p.is_active(config):
-            continue
-        if isinstance(p, Float):
-            config[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
-        elif isinstance(p, Int):
-            config[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
-        else:
-            assert isinstance(p, Categorical)
-            config[p.name] = trial.suggest_categorical(p.name, list(p.choices))
-    return config
-
-
 def run_once(problem: Problem, sampler_name: str, seed: int, budget: int) -> dict[str, Any]:
     """One seeded study of `budget` trials; its values, best-so-far curve and timings."""
     values: list[float] = []
@@ -77,7 +60,7 @@ def run_once(problem: Problem, sampler_name: str, seed: int, budget: int) -> dic
 
     def objective(trial: optuna.Trial) -> float:
         start = time.perf_counter()
-        config = suggest_config(trial, problem)  # the first call runs the sampler
+        config = suggest_config(trial, problem.space)  # the first call runs the sampler
         middle = time.perf_counter()
         value = problem(config)
         eval_seconds.append(time.perf_counter() - middle)

@@ -244,10 +244,7 @@ class OptunaLoop:
         with warnings.catch_warnings(record=True) as caught, _quiet(self._optuna):
             warnings.simplefilter("always")
             trial = self._study.ask()
-            config: dict[str, Any] = {}
-            for p in self.space.params:
-                if p.is_active(config):
-                    config[p.name] = _suggest(trial, p)
+            config = suggest_config(trial, self.space)
         self._pending[self.space.key(config)] = trial
         model_based = len(self._study.trials) > self.n_initial
         return config, RoundTiming(model_based=model_based,
@@ -271,15 +268,23 @@ def _quiet(optuna) -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-def _suggest(trial, p) -> Any:
-    """One value of `p` from an Optuna trial (distributions mirror the bopt parameter)."""
-    if isinstance(p, Float):
-        return trial.suggest_float(p.name, p.low, p.high, log=p.log)
-    if isinstance(p, Int):
-        return trial.suggest_int(p.name, p.low, p.high, log=p.log)
-    assert isinstance(p, Categorical)
-    return trial.suggest_categorical(p.name, list(p.choices))
+def suggest_config(trial, space: Space) -> dict[str, Any]:
+    """A configuration of `space` asked of an Optuna trial, parameter by parameter (parents
+    first; a conditional parameter only when it is active), with the distributions that
+    mirror bopt's parameters."""
+    config: dict[str, Any] = {}
+    for p in space.params:
+        if not p.is_active(config):
+            continue
+        if isinstance(p, Float):
+            config[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+        elif isinstance(p, Int):
+            config[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
+        else:
+            assert isinstance(p, Categorical)
+            config[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+    return config
 
 
 __all__ = ["REFERENCE_METHODS", "BotorchLoop", "Loop", "MissingDependencyError", "OptunaLoop",
-           "RoundTiming", "make_reference", "require"]
+           "RoundTiming", "make_reference", "require", "suggest_config"]
