@@ -149,7 +149,10 @@ def _run_optuna(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None
     pruner = (optuna.pruners.HyperbandPruner(1, task.max_budget, REDUCTION)
               if method == "tpe-hyperband" else
               optuna.pruners.SuccessiveHalvingPruner(1, REDUCTION))
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    # HyperbandPruner assigns trials to brackets by a hash of the study's name: name it, so
+    # that a seed reproduces its run
+    study = optuna.create_study(study_name=f"{task.name}-{method}-{seed}", pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=seed))
     while not book.exhausted():
         trial = study.ask()
         params = suggest_config(trial, task.space)
