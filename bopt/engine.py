@@ -346,8 +346,9 @@ class Optimizer:
                  ) -> tuple[dict, str, RoundInfo, SobolCursor, WarmStart]:
         """A configuration and its source, by the strategy or a fallback."""
         params, source, info = None, self.acquisition, self._plain_round(tid)
-        data = self._round_data(batch, rows) if is_model_based(self.acquisition) else None
-        if self.acquisition == "sobol" or (data is None and is_model_based(self.acquisition)):
+        model_based = is_model_based(self.acquisition)
+        data = self._round_data(batch, rows) if model_based else None
+        if self.acquisition == "sobol" or (model_based and data is None):
             source = "sobol"
             params, cursor = next_sobol(cursor, self.space, n_initial=self.n_initial,
                                         seed=self.seed, seen=seen)

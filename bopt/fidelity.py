@@ -83,7 +83,7 @@ def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
         level, 1 at the full budget).
     """
     levels = budget_levels(scheduler)
-    full = levels[-1]
+    positions, full = _positions(levels), levels[-1]
     rows = []
     for t in trials:
         if t.status not in _LEARNS:
@@ -96,17 +96,16 @@ def level_rows(scheduler: Scheduler, trials: Sequence[Trial],
             else:
                 value = value_at(curve, level, above)
             if value is not None:
-                rows.append((t, _position(scheduler, level), value))
+                rows.append((t, positions[i], value))
     return rows
 
 
-def _position(scheduler: Scheduler, level: float) -> float:
-    """A level's budget column: `log(level / lowest) / log(full / lowest)`, in [0, 1]
+def _positions(levels: tuple[float, ...]) -> tuple[float, ...]:
+    """Each level's budget column: `log(level / lowest) / log(full / lowest)`, in [0, 1]
     (1 when the full budget is the only level)."""
-    levels = budget_levels(scheduler)
     if len(levels) == 1:
-        return 1.0
-    return math.log(level / levels[0]) / math.log(levels[-1] / levels[0])
+        return (1.0,)
+    return tuple(math.log(b / levels[0]) / math.log(levels[-1] / levels[0]) for b in levels)
 
 
 def budget_round_data(scheduler: Scheduler, trials: Sequence[Trial],
@@ -132,7 +131,8 @@ def budget_round_data(scheduler: Scheduler, trials: Sequence[Trial],
     if not enough:
         return None
     at = max(enough)
-    budget = {_position(scheduler, b): b for b in budget_levels(scheduler)}[at]
+    levels = budget_levels(scheduler)
+    budget = dict(zip(_positions(levels), levels))[at]
     column = torch.tensor([[position] for _, position, _ in rows], dtype=torch.float64)
     X = torch.cat([torch.stack(encoded([t for t, _, _ in rows])), column], dim=-1)  # n x (d+1)
     known = {t.id for t, position, _ in rows if position >= at}  # observed there already

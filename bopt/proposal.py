@@ -230,9 +230,10 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
                               transform, values, sems))
     if not warm_start.suits(layout):
         warm_start = surrogate.warm_start = WarmStart()
-    kept = warm_start.keeps(train_X.shape[0], refit_growth, data_fingerprint(train_X, Y))
+    fingerprint = data_fingerprint(train_X, Y)
+    kept = warm_start.keeps(train_X.shape[0], refit_growth, fingerprint)
     try:
-        _estimate(surrogate, train_X, layout, kept=kept)
+        _estimate(surrogate, train_X, layout, kept=kept, fingerprint=fingerprint)
     except FitError as err:
         surrogate.warnings.append(f"GP fit failed ({err})")
         if warm_start.theta is not None and not kept:  # kept ones were tried: they failed
@@ -245,7 +246,6 @@ def fit_surrogate(train_X: Tensor, values: Tensor, layout: Layout, *, maximize: 
                 surrogate.warnings.append(f"last good hyperparameters failed too ({err2})")
     surrogate.seconds = time.perf_counter() - start
     return surrogate
-
 
 
 class SurrogateCache:
@@ -269,6 +269,7 @@ class SurrogateCache:
             self._key = key
         return self._surrogate
 
+
 def posterior_in_objective_units(surrogate: Surrogate, X: Tensor) -> tuple[Tensor, Tensor]:
     """The latent function's posterior at `X`, mapped back to the objective's units.
 
@@ -291,9 +292,11 @@ def posterior_in_objective_units(surrogate: Surrogate, X: Tensor) -> tuple[Tenso
     return surrogate.transform.inverse(mean), (ends[1] - ends[0]).abs() / 2
 
 
-def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) -> None:
+def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool,
+              fingerprint: float) -> None:
     """Fit `surrogate`'s targets, keeping the warm start's hyperparameters when `kept`
-    (filled in place: this is `fit_surrogate`'s own record)."""
+    (filled in place: this is `fit_surrogate`'s own record); a new estimate is stamped
+    with the data's `fingerprint`."""
     warm, Y, n = surrogate.warm_start, surrogate.targets, X.shape[0]
     grown = kept and warm.num_observations != n  # kept across new data, not one batch
     theta0 = None if warm.theta is None else warm.theta.to(X.device)
@@ -314,7 +317,7 @@ def _estimate(surrogate: Surrogate, X: Tensor, layout: Layout, *, kept: bool) ->
         reuse = False
         model, theta, report = fit_gp(X, Y, layout, known_noise=known)
     if not reuse:
-        surrogate.warm_start = WarmStart(theta, n, data_fingerprint(X, Y))
+        surrogate.warm_start = WarmStart(theta, n, fingerprint)
     surrogate.model, surrogate.refit = model, not reuse
     surrogate.warnings += report.warnings
     surrogate.log_marginal_likelihood = report.log_marginal_likelihood
