@@ -2,7 +2,7 @@
 
 1. Score `r` raw candidates (scrambled Sobol plus perturbations of given seed points) in
    one batch; pick `b` starts: the best, and the rest drawn with Boltzmann weights.
-2. Continuous ascent of all starts together (`quasi_newton.minimize_batched`), integers
+2. Continuous ascent of all starts together (`bopt.optim.minimize_batched`), integers
    relaxed, categoricals held.
 3. Round integers, then alternate discrete moves (every categorical combination when there
    are few, else one-column changes; integer neighbours +-1) with continuous ascent of the
@@ -101,12 +101,19 @@ def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
     free = _numeric_mask(layout, integers=integers, device=X.device) & active_mask(X, layout)
     if not bool(free.any()):
         return X
+    closed_form = getattr(score, "value_and_grad", None)
+
+    def value_and_grad(z: Tensor) -> tuple[Tensor, Tensor]:
+        value, grad = closed_form(z.reshape(*z.shape[:-1], q, d))
+        return -value, -grad.reshape(z.shape)
+
     x, _, _ = minimize_batched(
         lambda z: -score(z.reshape(*z.shape[:-1], q, d)),
         X.reshape(b, q * d), lower.repeat(q), upper.repeat(q),
         free=free.reshape(b, q * d),
         project=lambda z: canonicalize(z.reshape(*z.shape[:-1], q, d), layout).reshape(z.shape),
-        max_iter=max_iter, tol=1e-6, gtol=1e-5)
+        max_iter=max_iter, tol=1e-3, gtol=1e-5,
+        value_and_grad=value_and_grad if closed_form is not None else None)
     return x.reshape(b, q, d)
 
 

@@ -15,10 +15,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from bopt.acquisition.common import posterior_mean_std
-from bopt.acquisition.ei import FantasyLogEI, log_expected_improvement
+from bopt.acquisition.common import PosteriorScore
+from bopt.acquisition.ei import (FantasyLogEI, log_expected_improvement,
+                                 log_expected_improvement_slopes)
 from bopt.acquisition.thompson import draw_posterior_path
-from bopt.acquisition.ucb import ucb_beta, upper_confidence_bound
+from bopt.acquisition.ucb import ucb_beta, upper_confidence_bound, upper_confidence_bound_slopes
 from bopt.errors import ArgumentError
 
 Score = Callable[[Tensor], Tensor]
@@ -62,7 +63,8 @@ def ucb_weight(beta: float | None, num_observations: int, d: int) -> float:
 def _log_ei_score(model, context: ScoreContext) -> Score:
     best_f, k = context.best_f, context.num_pending
     if k == 0:
-        return lambda Z: log_expected_improvement(*posterior_mean_std(model, Z), best_f).sum(-1)
+        return PosteriorScore(model, lambda m, s: log_expected_improvement(m, s, best_f),
+                              lambda m, s: log_expected_improvement_slopes(m, s, best_f))
     n = model.train_X.shape[0] - k
     rows = torch.arange(n, n + k, device=best_f.device)
     return _fantasy_score(model, rows, n, best_f, context)
@@ -88,7 +90,8 @@ def _fantasy_score(model, rows: Tensor, n: int, best_f: Tensor | None,
 
 def _ucb_score(model, context: ScoreContext) -> Score:
     beta = ucb_weight(context.beta, context.num_observations, context.d)
-    return lambda Z: upper_confidence_bound(*posterior_mean_std(model, Z), beta).sum(-1)
+    return PosteriorScore(model, lambda m, s: upper_confidence_bound(m, s, beta),
+                          lambda m, s: upper_confidence_bound_slopes(m, s, beta))
 
 
 def _thompson_score(model, context: ScoreContext) -> Score:

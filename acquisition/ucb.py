@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from botorch.acquisition import AcquisitionFunction
 from torch import Tensor
 
@@ -24,6 +25,13 @@ def upper_confidence_bound(mean: Tensor, std: Tensor, beta: float | Tensor) -> T
         `... x q` upper bounds.
     """
     return mean + beta * std
+
+
+def upper_confidence_bound_slopes(mean: Tensor, std: Tensor,
+                                  beta: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """`upper_confidence_bound` and its derivatives with respect to the means (1) and the
+    standard deviations (`beta`), each `... x q`."""
+    return mean + beta * std, torch.ones_like(mean), torch.full_like(std, beta)
 
 
 def ucb_beta(num_observations: int, d: int) -> float:

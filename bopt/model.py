@@ -2,9 +2,10 @@
 
 `fit_gp` maximises the marginal likelihood plus log priors for several hyperparameter
 starts at once (one batched Cholesky per evaluation), with the sync-free box-constrained
-L-BFGS of `bopt.optim`, all in float64 on the data's device. The result
-is a BoTorch `Model` (so BoTorch acquisitions run on it) that also caches its Cholesky
-factor for the fast `mean_std` path bopt's own acquisitions use.
+BFGS of `bopt.optim` and the gradient in closed form (`_Objective.value_and_grad`), all in
+float64 on the data's device. The result is a BoTorch `Model` (so BoTorch acquisitions run
+on it) that also caches its Cholesky factor for the fast `mean_std` path bopt's own
+acquisitions use.
 
 Hyperparameters are optimised as one vector per start, in log space:
 `theta = [log cont lengthscales (dc), log cat lengthscales (dk), log scales (3), log noise]`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import gpytorch
 import torch
@@ -26,7 +28,9 @@ from torch import Tensor
 
 from bopt.optim import minimize_batched
 from bopt.errors import FitError
-from bopt.kernels import MixedHypers, make_mixed_kernel, mixed, mixed_cross, mixed_diag
+from bopt.kernels import (CrossPlan, MixedHypers, make_mixed_kernel, mixed, mixed_cross,
+                          mixed_diag)
+from bopt.kernels.functional import columns
 from bopt.layout import Layout
 
 NOISE_FLOOR = 1e-6
@@ -38,10 +42,7 @@ _NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noi
 SHORT_LENGTHSCALE_PENALTY = 0.0
 _SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
 _LARGE_N = 400  # above this, the line search tries one step length
-# From this many observations the likelihood's gradient takes the closed form (_GaussianNLL).
-# Below, where both cost about the same, autograd through the Cholesky factor is kept: the
-# committed benchmark runs (at most 80 observations) then replay bit for bit.
-_CLOSED_FORM_MIN_N = 100
+_VARIANCE_FLOOR = 1e-12  # posterior variances (standardised scale) are clamped here
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 _LOG_2PI = math.log(2 * math.pi)
 _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
@@ -138,6 +139,20 @@ def _log_prior(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor,
     return total
 
 
+def _log_prior_and_grad(theta: Tensor, loc: Tensor, sd: Tensor, free: Tensor,
+                        num_continuous: int = 0) -> tuple[Tensor, Tensor]:
+    """`_log_prior` and its `h x p` gradient in closed form."""
+    z = (theta[..., :-1] - loc[:-1]) / sd[:-1]
+    kernel_grad = (-1.0 - z / sd[:-1]) * free[:-1]
+    log_noise = theta[..., -1:]
+    noise_grad = _NOISE_SHAPE_MINUS_1 - _NOISE_RATE * log_noise.exp()
+    grad = torch.cat([kernel_grad, noise_grad], dim=-1)
+    if SHORT_LENGTHSCALE_PENALTY and num_continuous:
+        penalty = 2.0 * SHORT_LENGTHSCALE_PENALTY * torch.exp(-2.0 * theta[..., :num_continuous])
+        grad = torch.cat([grad[..., :num_continuous] + penalty, grad[..., num_continuous:]], -1)
+    return _log_prior(theta, loc, sd, free, num_continuous), grad
+
+
 def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
                       jitter: float = 0.0) -> Tensor:
     """Negative log marginal likelihood minus log prior, divided by `n`.
@@ -191,16 +206,10 @@ def _nll_from_factor(L: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return value, alpha
 
 
-def _nll_autograd(K: Tensor, y: Tensor) -> Tensor:
-    """`_GaussianNLL`'s value, differentiated by autograd through the Cholesky factor."""
-    L, info = torch.linalg.cholesky_ex(K)
-    value, _ = _nll_from_factor(L, y)
-    return torch.where(info == 0, value, torch.full_like(value, float("inf")))
-
-
 class _Objective:
-    """`neg_log_posterior` with its constant tensors (prior, mask, identity) built once, so
-    the optimisation loop copies nothing from the host per evaluation."""
+    """`neg_log_posterior` with its constant tensors (prior, mask, identity, the data's
+    pairwise differences) built once, so the optimisation loop copies nothing from the host
+    per evaluation; `value_and_grad` gives its gradient in closed form."""
 
     def __init__(self, X: Tensor, Y: Tensor, layout: Layout, jitter: float = 0.0,
                  known_noise: Tensor | None = None):
@@ -210,6 +219,11 @@ class _Objective:
         self.free = self.spec.free(X.device)
         self.eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
         self.known = None if known_noise is None else torch.diag_embed(known_noise)  # n x n
+        Xc = columns(X, layout.continuous)
+        self.Xc = Xc - Xc.mean(0)  # n x dc, centred (differences are what matter)
+        self.Xc_sq = self.Xc * self.Xc
+        cat = columns(X, layout.categorical)
+        self.differ = (cat.unsqueeze(1) != cat.unsqueeze(0)).to(X.dtype)  # n x n x dk
 
     def __call__(self, theta: Tensor) -> Tensor:
         batch_shape = theta.shape[:-1]
@@ -221,10 +235,68 @@ class _Objective:
         if self.known is not None:
             K = K + self.known
         lp = _log_prior(theta, self.loc, self.sd, self.free, self.spec.dc)
-        nll = _GaussianNLL.apply(K, Y) if n >= _CLOSED_FORM_MIN_N else _nll_autograd(K, Y)
+        nll = _GaussianNLL.apply(K, Y)
         value = (nll + 0.5 * n * _LOG_2PI - lp) / n
         value = torch.where(torch.isinf(nll), nll, value)  # no factor: inf, and no gradient
         return value.reshape(batch_shape)
+
+    def value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """`... x p` log hyperparameters -> `...` values and their `... x p` gradients.
+
+        d nll / d theta_i = tr(G dK/d theta_i) / 2 with G = K^-1 - a a^T, a = K^-1 y
+        (Rasmussen & Williams 2006, eq. 5.9). For a Matern lengthscale, with
+        S = (s0 + s2 k_cat) (5/3) (1 + p) exp(-p) and W = G o S (o: elementwise),
+        tr(G dK/d log l_j) = sum_ab W_ab (x_aj - x_bj)^2 / l_j^2
+        = 2 (sum_a (W 1)_a x_aj^2 - x_j^T W x_j) / l_j^2; for an overlap lengthscale,
+        sum_ab (G o (s1 + s2 k_cont) o k_cat)_ab [x_aj != x_bj] / (dk l_j).
+        """
+        batch_shape = theta.shape[:-1]
+        theta = theta.reshape(-1, theta.shape[-1])  # h x p
+        spec, n, h = self.spec, self.X.shape[0], theta.shape[0]
+        (ls, cat_ls, scales), noise = spec.unpack(theta)
+        kc = kk = None
+        if spec.dc:
+            A = self.Xc / ls.unsqueeze(-2)  # h x n x dc
+            sq = (A * A).sum(-1)  # h x n
+            r2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * A @ A.mT).clamp_min(0.0)
+            p = (5.0 * r2).clamp_min(1e-30).sqrt()  # h x n x n: sqrt5 r
+            decay = torch.exp(-p)
+            kc = torch.add(1.0 + p, p * p, alpha=1.0 / 3.0) * decay
+        if spec.dk:
+            dist = (self.differ.reshape(n * n, -1) @ (1.0 / cat_ls).mT).mT.reshape(h, n, n)
+            kk = torch.exp(dist * (-1.0 / spec.dk))
+        s = scales[:, :, None, None]  # h x 3 x 1 x 1
+        # The kernel's terms, weighted by s0, s1, s2 (None: absent in this layout).
+        terms = [kc, kk, kc * kk if spec.dc and spec.dk else None]
+        K = sum(s[:, i] * t for i, t in enumerate(terms) if t is not None)  # h x n x n
+        K = K + (noise + self.jitter)[:, None, None] * self.eye
+        if self.known is not None:
+            K = K + self.known
+        L, info = torch.linalg.cholesky_ex(K)
+        ok = info == 0
+        L = torch.where(ok[:, None, None], L, self.eye)
+        nll, alpha = _nll_from_factor(L, self.Y)
+        G = torch.cholesky_inverse(L) - alpha @ alpha.mT  # h x n x n
+        grads = []
+        if spec.dc:
+            scale_c = s[:, 0] + s[:, 2] * kk if spec.dk else s[:, 0]
+            W = G * scale_c * (5.0 / 3.0) * (1.0 + p) * decay  # h x n x n
+            WX = W @ self.Xc  # h x n x dc
+            tr = 2 * (W.sum(-1) @ self.Xc_sq - (self.Xc * WX).sum(-2))  # h x dc
+            grads.append(0.5 * tr / (ls * ls))
+        if spec.dk:
+            scale_k = s[:, 1] + s[:, 2] * kc if spec.dc else s[:, 1]
+            Wk = (G * scale_k * kk).reshape(h, n * n)
+            grads.append(0.5 * (Wk @ self.differ.reshape(n * n, -1)) / (spec.dk * cat_ls))
+        grads.append(torch.stack([0.5 * (G * (s[:, i] * t)).sum((-2, -1)) if t is not None
+                                  else theta.new_zeros(h) for i, t in enumerate(terms)], dim=-1))
+        grads.append((0.5 * noise * torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)).unsqueeze(-1))
+        lp, lp_grad = _log_prior_and_grad(theta, self.loc, self.sd, self.free, spec.dc)
+        value = (nll + 0.5 * n * _LOG_2PI - lp) / n
+        grad = (torch.cat(grads, dim=-1) - lp_grad) / n
+        value = torch.where(ok, value, torch.full_like(value, float("inf")))
+        return value.reshape(batch_shape), torch.where(ok[:, None], grad, 0.0).reshape(
+            *batch_shape, -1)
 
 
 class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
@@ -252,6 +324,7 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         self.train_X, self.train_Y = train_X, train_Y
         self.L = L  # n x n lower Cholesky factor of K + noise I (+ diag(known_noise))
         self.alpha = torch.cholesky_solve(train_Y, L)  # n x 1
+        self._plan: CrossPlan | None = None  # see _cross_plan
 
     def forward(self, x: Tensor) -> MultivariateNormal:
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -302,7 +375,51 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         V = torch.linalg.solve_triangular(self.L, flat, upper=False)
         var = mixed_diag(X, self.hypers, self.layout.continuous, self.layout.categorical)
         var = var - (V * V).sum(0).reshape(X.shape[:-1])
-        return mean, var.clamp_min(1e-12).sqrt(), V
+        return mean, var.clamp_min(_VARIANCE_FLOOR).sqrt(), V
+
+    def mean_std_pullback(self, X: Tensor) -> tuple[Tensor, Tensor, Callable]:
+        """`mean_std` of `m` points, and the closed-form map from gradients with respect to
+        their means and standard deviations to the gradient with respect to `X` (no
+        autograd graph: a few large operations, for the acquisition's ascent).
+
+        With `v = L^-1 k(train_X, x)`: d mean / d k = alpha, d std / d k = -L^-T v / std.
+
+        Args:
+            X: `m x d` encoded points; the layout needs continuous columns.
+
+        Returns:
+            `m` means, `m` standard deviations, and `pullback(g_mean, g_std)` mapping two
+            `m` gradients to the `m x d` gradient.
+        """
+        plan = self._cross_plan()
+        Ks, slope = plan.cross(X)  # m x n
+        mean = (Ks * self._alpha_row).sum(-1)  # m
+        # Row form, V = k L^-T: no transposes of the `m x n` block.
+        V = torch.linalg.solve_triangular(self._L_upper, Ks, upper=True, left=False)  # m x n
+        var = self._prior_variance - (V * V).sum(-1)  # m
+        floor = var <= _VARIANCE_FLOOR
+        std = var.clamp_min(_VARIANCE_FLOOR).sqrt()
+
+        def pullback(g_mean: Tensor, g_std: Tensor) -> Tensor:
+            U = torch.linalg.solve_triangular(self.L, V, upper=False, left=False)  # m x n
+            coef = (g_std / std).masked_fill(floor, 0.0)  # m
+            grad_K = torch.addcmul(g_mean.unsqueeze(-1) * self._alpha_row,
+                                   coef.unsqueeze(-1), U, value=-1.0)  # m x n
+            return plan.pullback(slope, grad_K)
+
+        return mean, std, pullback
+
+    def _cross_plan(self) -> CrossPlan:
+        """The cross-covariance plan against the training points, built on first use."""
+        if self._plan is None:
+            layout = self.layout
+            self._plan = CrossPlan(self.train_X, self.hypers, layout.continuous,
+                                   layout.categorical)
+            self._L_upper = self.L.mT.contiguous()  # n x n
+            self._alpha_row = self.alpha.mT  # 1 x n
+            self._prior_variance = mixed_diag(self.train_X[:1], self.hypers, layout.continuous,
+                                              layout.categorical)  # 1
+        return self._plan
 
     def condition_on(self, X: Tensor, Y: Tensor) -> "BoptGP":
         """The same hyperparameters with extra data (e.g. believed values of pending points).
@@ -376,7 +493,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         layout: the space's layout.
         warm_start: `p` log hyperparameters of the previous round (same layout), tried
             alongside the prior mode.
-        max_iter: L-BFGS iteration cap (default: 150 cold, 10 warm). With 0, the warm
+        max_iter: BFGS iteration cap (default: 150 cold, 10 warm). With 0, the warm
             start is used as it is (the fallback to last round's hyperparameters).
         known_noise: `n` variances (target scale) each observation adds to the fitted
             noise, from standard errors the user reported; None for none.
@@ -403,8 +520,9 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
     if max_iter == 0:  # the warm start as it is: one factor, below, and no optimisation
         theta_best = theta0[0]
     else:
+        objective = _Objective(X, Y, layout, known_noise=known_noise)
         theta, values, report.iterations = minimize_batched(
-            _Objective(X, Y, layout, known_noise=known_noise), theta0, lo, hi,
+            objective, theta0, lo, hi, value_and_grad=objective.value_and_grad,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
             tol=1e-6, gtol=1e-4)
         best = values.argmin()

@@ -136,44 +136,96 @@ def mixed_diag(X: Tensor, hypers: MixedHypers, continuous: tuple[int, ...],
         X.shape[:-1], dtype=X.dtype, device=X.device)
 
 
-class _MixedCross(torch.autograd.Function):
-    """`mixed(X1, X2)` with a closed-form backward for `X1` only (hyperparameters fixed).
+class CrossSlope(NamedTuple):
+    """What the closed-form gradient of a cross-covariance needs (see `CrossPlan.cross`)."""
 
-    d k_cont / d x1_j = -(5/3) (1 + sqrt5 r) exp(-sqrt5 r) (x1_j - x2_j) / l_j^2
-    (Rasmussen & Williams 2006, eq. 4.17 differentiated), and the mixed kernel scales it by
-    (s0 + s2 k_cat). Categorical columns get no gradient.
+    A: Tensor  # ... x n x dc candidates' continuous columns, centred, times sqrt5 / l
+    slope: Tensor  # ... x n x m: dk / dA_j = slope * (A_j - B_j)
+    shape: torch.Size  # of the candidates, `... x n x d`
+
+
+class CrossPlan:
+    """Cross-covariances `mixed(X1, X2)` against fixed points `X2` under one fixed set of
+    hyperparameters, with their gradient in `X1` in closed form.
+
+    In the coordinates A = sqrt5 (x - c) / l (c the training points' centre), with
+    p = |A1 - A2| = sqrt5 r, the Matern-5/2 correlation is (1 + p + p^2/3) exp(-p)
+    (Rasmussen & Williams 2006, eq. 4.17) and its gradient is
+    d k_cont / d A1 = -(1/3) (1 + p) exp(-p) (A1 - A2); the mixed kernel scales both by
+    (s0 + s2 k_cat). Categorical columns get no gradient. Everything that depends on `X2`
+    and the hyperparameters alone is computed once, here, so that an ascent's evaluations
+    are a few large operations each.
+
+    Args:
+        X2: `m x d` training points.
+        hypers: one hyperparameter set (no batch dims), treated as constants.
+        continuous: column indices of the Matern part (at least one); categorical: of the
+            overlap part.
     """
 
-    @staticmethod
-    def forward(ctx, X1, X2, lengthscale, cat_lengthscale, scales, continuous, categorical):
-        X1c, X2c = columns(X1, continuous), columns(X2, continuous)
-        centre = X2c.mean(-2, keepdim=True)  # as in scaled_sqdist
-        A = (X1c - centre) / lengthscale  # ... x n x dc
-        B = (X2c - centre) / lengthscale  # m x dc
-        sq = ((A * A).sum(-1, keepdim=True) + (B * B).sum(-1) - 2 * A @ B.T).clamp_min(0.0)
-        r = sq.clamp_min(1e-30).sqrt()
-        decay = torch.exp(-_SQRT5 * r)
-        kc = (1.0 + _SQRT5 * r + (5.0 / 3.0) * sq) * decay  # ... x n x m
-        slope = -(5.0 / 3.0) * (1.0 + _SQRT5 * r) * decay
-        if categorical:
-            kk = overlap(columns(X1, categorical), columns(X2, categorical), cat_lengthscale)
-            K = scales[0] * kc + scales[1] * kk + scales[2] * kc * kk
-            slope = slope * (scales[0] + scales[2] * kk)
+    def __init__(self, X2: Tensor, hypers: MixedHypers, continuous: tuple[int, ...],
+                 categorical: tuple[int, ...]):
+        lengthscale, cat_lengthscale, scales = (t.detach() for t in hypers)
+        self.continuous, self.categorical = tuple(continuous), tuple(categorical)
+        self.X2_cat = columns(X2, categorical) if categorical else None
+        self.cat_lengthscale, self.scales = cat_lengthscale, scales
+        X2c = columns(X2, continuous)
+        self.centre = X2c.mean(-2, keepdim=True)  # 1 x dc, as in scaled_sqdist
+        self.inv_ls = _SQRT5 / lengthscale  # dc
+        self.B = (X2c - self.centre) * self.inv_ls  # m x dc
+        self.sqB = (self.B * self.B).sum(-1)  # m
+        self.minus_2Bt = -2.0 * self.B.T  # dc x m
+        self.B_scaled = self.B * self.inv_ls  # m x dc, for the pullback
+        self.s0 = scales[0]
+
+    def cross(self, X1: Tensor) -> tuple[Tensor, CrossSlope]:
+        """`... x n x d` candidates -> `... x n x m` covariances, and the slope for
+        `pullback`."""
+        everything = self.continuous == tuple(range(X1.shape[-1]))
+        X1c = X1 if everything else columns(X1, self.continuous)
+        A = (X1c - self.centre) * self.inv_ls  # ... x n x dc
+        flat = A if A.dim() == 2 else A.reshape(-1, A.shape[-1])  # (...n) x dc
+        sq = torch.addmm(self.sqB, flat, self.minus_2Bt)  # (...n) x m
+        sq = (sq if A.dim() == 2 else sq.reshape(*A.shape[:-1], -1)) + (A * A).sum(-1, keepdim=True)
+        p = sq.clamp_min(1e-30).sqrt()  # sqrt5 r; the clamp keeps r's gradient finite
+        decay = torch.exp(-p)
+        linear = 1.0 + p
+        if self.categorical:
+            kc = torch.add(linear, p * p, alpha=1.0 / 3.0) * decay  # ... x n x m
+            kk = overlap(columns(X1, self.categorical), self.X2_cat, self.cat_lengthscale)
+            s = self.scales
+            K = s[0] * kc + s[1] * kk + s[2] * kc * kk
+            slope = (linear * decay) * ((-1.0 / 3.0) * (s[0] + s[2] * kk))
         else:
-            K = scales[0] * kc
-            slope = slope * scales[0]
-        ctx.save_for_backward(A, B, slope, lengthscale)
-        ctx.continuous, ctx.shape = continuous, X1.shape
+            weighted = decay * self.s0
+            K = torch.add(linear, p * p, alpha=1.0 / 3.0) * weighted  # ... x n x m
+            slope = linear * weighted * (-1.0 / 3.0)
+        return K, CrossSlope(A, slope, X1.shape)
+
+    def pullback(self, state: CrossSlope, grad_K: Tensor) -> Tensor:
+        """`... x n x m` gradient with respect to the covariances -> `... x n x d` gradient
+        with respect to the candidates (zero on categorical columns)."""
+        W = grad_K * state.slope  # ... x n x m
+        grad_cont = state.A * (W.sum(-1, keepdim=True) * self.inv_ls) - W @ self.B_scaled
+        if self.continuous == tuple(range(state.shape[-1])):
+            return grad_cont
+        grad_X1 = grad_cont.new_zeros(state.shape)
+        grad_X1[..., column_index(self.continuous)] = grad_cont
+        return grad_X1
+
+
+class _MixedCross(torch.autograd.Function):
+    """`mixed(X1, X2)` with `CrossPlan`'s closed-form backward for `X1` only."""
+
+    @staticmethod
+    def forward(ctx, X1, X2, hypers, continuous, categorical):
+        ctx.plan = CrossPlan(X2, hypers, continuous, categorical)
+        K, ctx.state = ctx.plan.cross(X1)
         return K
 
     @staticmethod
     def backward(ctx, grad_K):
-        A, B, slope, lengthscale = ctx.saved_tensors
-        W = grad_K * slope  # ... x n x m
-        grad_cont = (A * W.sum(-1, keepdim=True) - W @ B) / lengthscale  # ... x n x dc
-        grad_X1 = grad_cont.new_zeros(ctx.shape)
-        grad_X1[..., column_index(ctx.continuous)] = grad_cont
-        return grad_X1, None, None, None, None, None, None
+        return ctx.plan.pullback(ctx.state, grad_K), None, None, None, None
 
 
 def mixed_cross(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[int, ...],
@@ -189,5 +241,5 @@ def mixed_cross(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[i
     """
     if not continuous:
         return mixed(X1, X2, hypers, continuous, categorical)
-    ls, cat_ls, scales = (t.detach() for t in hypers)
-    return _MixedCross.apply(X1, X2, ls, cat_ls, scales, list(continuous), list(categorical))
+    return _MixedCross.apply(X1, X2, MixedHypers(*(t.detach() for t in hypers)),
+                             tuple(continuous), tuple(categorical))

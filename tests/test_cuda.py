@@ -46,7 +46,7 @@ def test_fit_on_cuda_reaches_the_cpu_optimum():
     assert abs(rep_g.neg_log_posterior - rep_c.neg_log_posterior) < 1e-4
 
 
-def test_batched_lbfgs_loop_never_syncs_with_the_host():
+def test_batched_bfgs_loop_never_syncs_with_the_host():
     target = torch.linspace(0.1, 0.9, 5, device="cuda", dtype=torch.float64)
     x0 = torch.rand(16, 5, device="cuda", dtype=torch.float64)
     lo = torch.zeros(5, device="cuda", dtype=torch.float64)
@@ -61,9 +61,17 @@ def test_batched_lbfgs_loop_never_syncs_with_the_host():
     torch.testing.assert_close(x, target.expand(16, 5), atol=1e-6, rtol=0.0)
 
 
+def _negated(value, grad):
+    return -value, -grad.squeeze(-2)  # `... x 1 x d` gradients of q = 1 points -> `... x d`
+
+
 def test_one_fit_step_and_one_acquisition_step_never_sync():
-    from bopt.optim import _value_and_grad
+    """The closed-form value and gradient of the fit's objective and of log EI, and one
+    whole ascent iteration of the solver, run without a host sync."""
+    from bopt.acquisition import build_score
+    from bopt.acquisition.registry import ScoreContext
     from bopt.model import _Objective, _Theta
+    from bopt.optim import minimize_batched
 
     X, Y = _data()
     X, Y = X.cuda(), Y.cuda()
@@ -71,14 +79,21 @@ def test_one_fit_step_and_one_acquisition_step_never_sync():
     model, _, _ = fit_gp(X, Y, layout)
     objective = _Objective(X, Y, layout)
     theta = _Theta(4, 0).mode(torch.float64, X.device).expand(2, 3, -1).contiguous()
-    Z = torch.rand(3, 8, 4, device="cuda", dtype=torch.float64)
-    best_f = Y.max()
+    Z = torch.rand(3, 8, 1, 4, device="cuda", dtype=torch.float64)
+    context = ScoreContext(best_f=Y.max(), num_observations=X.shape[0], d=4,
+                           generator=torch.Generator(device="cuda").manual_seed(0))
+    score = build_score("ei", model, context)
+    score.value_and_grad(Z)  # builds the model's cross-covariance plan before the check
+    lo, hi = torch.zeros(4, device="cuda", dtype=torch.float64), torch.ones(
+        4, device="cuda", dtype=torch.float64)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        _value_and_grad(objective, theta)
-        _value_and_grad(lambda z: log_expected_improvement(
-            *model.mean_std(z.unsqueeze(-2)), best_f).sum(-1), Z)
+        objective.value_and_grad(theta)
+        score.value_and_grad(Z)
+        minimize_batched(lambda z: -score(z.unsqueeze(-2)), Z[0, :, 0], lo, hi, max_iter=2,
+                         check_every=3, value_and_grad=lambda z: _negated(
+                             *score.value_and_grad(z.unsqueeze(-2))))
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

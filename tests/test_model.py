@@ -122,12 +122,9 @@ def test_neg_log_posterior_equals_dense_formula(problem):
     torch.testing.assert_close(ours, expected, atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize("closed_form", [True, False])
-def test_neg_log_posterior_gradient_equals_autograd_through_dense_solves(
-        problem, closed_form, monkeypatch):
-    """Both gradient paths (the closed form 0.5 (K^-1 - a a') from 100 observations,
-    autograd through the factor below) against autograd of the dense formula."""
-    monkeypatch.setattr(bopt.model, "_CLOSED_FORM_MIN_N", 0 if closed_form else 10**9)
+def test_neg_log_posterior_gradient_equals_autograd_through_dense_solves(problem):
+    """The objective's autograd gradient (through the closed-form 0.5 (K^-1 - a a')) against
+    autograd of the dense formula."""
     theta = _random_theta(problem.layout, 5)
     grads = []
     for f in (neg_log_posterior, _dense_neg_log_posterior):
@@ -136,6 +133,26 @@ def test_neg_log_posterior_gradient_equals_autograd_through_dense_solves(
         grads.append(grad)
     assert grads[0].abs().max() > 1e-3  # not vacuous
     torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-8)
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_objective_value_and_grad_equals_autograd(problem, known):
+    """The fit's closed-form value and gradient in theta (no autograd) against autograd of
+    the objective, for several hyperparameter sets at once, with a jitter and with known
+    per-observation noise."""
+    n = problem.X.shape[0]
+    known_noise = 0.01 + 0.05 * torch.rand(n, generator=torch.Generator().manual_seed(1),
+                                           dtype=F64) if known else None
+    objective = bopt.model._Objective(problem.X, problem.Y, problem.layout, jitter=1e-6,
+                                      known_noise=known_noise)
+    theta = torch.stack([_random_theta(problem.layout, seed) for seed in (5, 6, 7)])
+    t = theta.clone().requires_grad_(True)
+    value = objective(t)
+    (expected,) = torch.autograd.grad(value.sum(), t)
+    ours, grad = objective.value_and_grad(theta)
+    assert expected.abs().max() > 1e-3
+    torch.testing.assert_close(ours, value.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad, expected, atol=1e-10, rtol=1e-8)
 
 
 def test_gaussian_nll_without_a_factor_is_inf_with_no_gradient():

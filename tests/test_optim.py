@@ -159,3 +159,30 @@ def test_constant_objective_returns_the_start():
                                 *_box(2, torch.float64), max_iter=5)
     torch.testing.assert_close(x, x0, atol=0.0, rtol=0.0)
     torch.testing.assert_close(fx, torch.zeros(3, dtype=torch.float64), atol=0.0, rtol=0.0)
+
+
+def test_closed_form_value_and_grad_takes_the_place_of_autograd():
+    """Given `value_and_grad`, the solver calls it instead of differentiating `f`, and lands
+    where autograd through `f` lands."""
+    g = torch.Generator().manual_seed(7)
+    b, p = 6, 4
+    A = _spd(b, p, g, torch.float64)
+    c = 0.1 + 0.8 * torch.rand(b, p, generator=g, dtype=torch.float64)
+    f = _quadratic(A, c)
+    calls = []
+
+    def value_and_grad(x):
+        calls.append(x.shape)
+        r = x - c  # ... x b x p
+        return f(x), (A @ r.unsqueeze(-1)).squeeze(-1)
+
+    def no_autograd(x):
+        raise AssertionError("f must not be called when value_and_grad is given")
+
+    x0 = torch.rand(b, p, generator=g, dtype=torch.float64)
+    x, fx, _ = minimize_batched(no_autograd, x0, *_box(p, torch.float64), max_iter=200,
+                                value_and_grad=value_and_grad)
+    x_ref, _, _ = minimize_batched(f, x0, *_box(p, torch.float64), max_iter=200)
+    assert calls
+    torch.testing.assert_close(x, c, atol=1e-5, rtol=0.0)
+    torch.testing.assert_close(x, x_ref, atol=1e-5, rtol=0.0)

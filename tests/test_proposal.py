@@ -175,9 +175,11 @@ def test_nan_gradients_in_the_fit_degrade_gracefully(monkeypatch):
     space = continuous_space()
     opt = Optimizer(space, **FAST)
     run_loop(opt, 3)
-    real_call = bopt.model._Objective.__call__
+    real_call, real_both = bopt.model._Objective.__call__, bopt.model._Objective.value_and_grad
     monkeypatch.setattr(bopt.model._Objective, "__call__",
                         lambda self, theta: real_call(self, theta) * math.nan)
+    monkeypatch.setattr(bopt.model._Objective, "value_and_grad",
+                        lambda self, theta: tuple(t * math.nan for t in real_both(self, theta)))
     trial = opt.suggest()
     info = opt.diagnostics[-1]
     assert_valid(space, trial.params)

@@ -89,3 +89,46 @@ def test_plain_single_task_gp_gives_the_latent_posterior(mixed_problem, point_sa
         expected_var = kernel.hypers.scales.sum() - (Ks * solved.transpose(-1, -2)).sum(-1)
     torch.testing.assert_close(mean, expected_mean, atol=1e-8, rtol=0.0)
     torch.testing.assert_close(std**2, expected_var, atol=1e-8, rtol=0.0)
+
+
+def _closed_form_scores(model):
+    """log EI and UCB as the registry builds them, each with its closed-form gradient."""
+    from bopt.acquisition import build_score
+    from bopt.acquisition.registry import ScoreContext
+
+    context = ScoreContext(best_f=model.train_Y.max(), num_observations=model.train_X.shape[0],
+                           d=model.layout.d, generator=torch.Generator().manual_seed(0))
+    return {key: build_score(key, model, context) for key in ("ei", "ucb")}
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_closed_form_value_and_grad_equals_autograd(problem, point_sampler, q):
+    """`PosteriorScore.value_and_grad` (no autograd graph) against autograd through the
+    score, near the data (where the posterior std is small) and far from it."""
+    X = point_sampler(problem.layout, 8 * q, torch.Generator().manual_seed(3))
+    X = torch.cat([X, problem.X[:4 * q] + 1e-3]).reshape(-1, q, problem.layout.d)  # b x q x d
+    for key, score in _closed_form_scores(problem.model).items():
+        assert score.value_and_grad is not None, key
+        Z = X.clone().requires_grad_(True)
+        value = score(Z)
+        (expected,) = torch.autograd.grad(value.sum(), Z)
+        ours, grad = score.value_and_grad(X)
+        assert ours.shape == value.shape and grad.shape == X.shape
+        torch.testing.assert_close(ours, value.detach(), atol=1e-9, rtol=1e-9)
+        numeric = torch.zeros(problem.layout.d, dtype=torch.bool)
+        numeric[list(problem.layout.continuous)] = True  # categorical columns: no gradient
+        assert expected[..., numeric].abs().max() > 1e-3
+        torch.testing.assert_close(grad[..., numeric], expected[..., numeric], atol=1e-8,
+                                   rtol=1e-6)
+        assert torch.equal(grad[..., ~numeric], torch.zeros_like(grad[..., ~numeric]))
+
+
+def test_closed_form_is_off_for_models_without_the_fast_path(continuous_problem):
+    """A BoTorch model has no `mean_std_pullback`: the score falls back to autograd."""
+    from bopt.acquisition.common import PosteriorScore
+
+    p = continuous_problem
+    gp = SingleTaskGP(p.X, p.Y)
+    score = PosteriorScore(gp, lambda m, s: m + s, lambda m, s: (m + s, m * 0 + 1, s * 0 + 1))
+    assert score.value_and_grad is None
+    assert score(p.X[:3].unsqueeze(1)).shape == (3,)

@@ -190,8 +190,10 @@ def test_seed_points_lead_to_a_narrow_peak():
     X, with_seeds = _maximize(score, CONT, num_raw_samples=8,
                               seeds=(peak + 0.03).unsqueeze(0))
     assert float(without[0]) < 0.5
-    assert float(with_seeds[0]) == pytest.approx(1.0, abs=1e-6)
-    torch.testing.assert_close(X[0, 0], peak, atol=1e-4, rtol=0.0)
+    # The ascent stops once an iteration gains less than 1e-3 (1 + |value|): the top of the
+    # bump to that precision, about 6e-4 from its centre.
+    assert float(with_seeds[0]) == pytest.approx(1.0, abs=2e-3)
+    torch.testing.assert_close(X[0, 0], peak, atol=2e-3, rtol=0.0)
 
 
 def test_purely_categorical_layout():
