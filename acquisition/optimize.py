@@ -25,6 +25,9 @@ from bopt.layout import (Layout, active_mask, canonicalize, decode_integer, enco
                          fill_activated, integer_grid_round)
 
 Score = Callable[[Tensor], Tensor]
+# Starts whose score trails the best start's by more than this (log units for log EI, the
+# targets' standard deviations for UCB and Thompson sampling) no longer hold the ascent up.
+DOMINATED = 2.0
 
 
 def _unit_values(U: Tensor, layout: Layout) -> Tensor:
@@ -112,7 +115,7 @@ def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
         X.reshape(b, q * d), lower.repeat(q), upper.repeat(q),
         free=free.reshape(b, q * d),
         project=lambda z: canonicalize(z.reshape(*z.shape[:-1], q, d), layout).reshape(z.shape),
-        max_iter=max_iter, tol=1e-3, gtol=1e-5,
+        max_iter=max_iter, tol=1e-3, dominated=DOMINATED,
         value_and_grad=value_and_grad if closed_form is not None else None)
     return x.reshape(b, q, d)
 

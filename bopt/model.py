@@ -524,7 +524,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
         theta, values, report.iterations = minimize_batched(
             objective, theta0, lo, hi, value_and_grad=objective.value_and_grad,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
-            tol=1e-6, gtol=1e-4)
+            tol=1e-6)
         best = values.argmin()
         if not math.isfinite(float(values[best])):
             report.warnings.append("marginal likelihood not finite at any start; "

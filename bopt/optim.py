@@ -67,9 +67,9 @@ def minimize_batched(
     steps: tuple[float, ...] = (1.0, 0.3, 0.05),
     initial_step: float = 0.1,
     tol: float = 1e-9,
-    gtol: float = 1e-6,
     check_every: int = 5,
     patience: int = 2,
+    dominated: float | None = None,
     value_and_grad: ValueAndGrad | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """Minimise `b` independent objectives inside a box.
@@ -85,10 +85,12 @@ def minimize_batched(
         steps: step lengths tried at once, as fractions of each problem's step scale.
         initial_step: length of the first step, in units of the box's widest side.
         tol: a problem has stalled when an iteration lowers its value by less than
-            `tol * (1 + |value|)`, or when no coordinate of its projected gradient
-            exceeds `gtol` in magnitude.
+            `tol * (1 + |value|)` (a failed line search, or one at a point with no
+            projected gradient, lowers it by nothing).
         check_every: iterations between the (synchronising) checks for early stopping.
         patience: consecutive stalled iterations after which a problem counts as done.
+        dominated: when given, a problem whose value exceeds the lowest one by more than
+            this also counts as done (for multistart use, where only the best matters).
         value_and_grad: optional closed-form `x -> (f(x), grad f(x))`, used instead of
             autograd through `f`.
 
@@ -107,13 +109,20 @@ def minimize_batched(
     state = _State.start(x, fx, g, initial_step * width)
     alphas = torch.tensor(steps, dtype=dtype, device=device)  # k
     search = _Search(alphas[:, None, None], 2 * alphas, alphas[-1] * 0.5,
-                     torch.arange(b, device=device), tol, gtol)
+                     torch.arange(b, device=device), tol)
     it = 0
     for it in range(1, max_iter + 1):
         _iterate(evaluate, state, box, search, first=it == 1)
-        if it % check_every == 0 and bool((state.stalls >= patience).all()):  # one host sync
+        if it % check_every == 0 and bool(_done(state, patience, dominated).all()):  # a sync
             break
     return state.x, state.fx, it
+
+
+def _done(state: _State, patience: int, dominated: float | None) -> Tensor:
+    """`b`: the problems that have stalled for `patience` iterations, or that trail the
+    best by more than `dominated`."""
+    done = state.stalls >= patience
+    return done if dominated is None else done | (state.fx > state.fx.min() + dominated)
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,6 @@ class _Search:
     shrink: Tensor  # scalar factor after a failed search
     rows: Tensor  # b: 0 .. b-1
     tol: float
-    gtol: float
 
 
 @dataclass
@@ -175,10 +183,10 @@ def _iterate(evaluate: ValueAndGrad, state: _State, box: _Box, search: _Search, 
     """One quasi-Newton direction and parallel line search, then the BFGS and stall updates
     (in place). Written for few operations per iteration: each is a kernel launch on a GPU."""
     x, g, fx = state.x, state.g, state.fx
-    mask = box.movable(x, g).to(x.dtype)  # b x p, 0 where held
+    mask = box.movable(x, g)  # b x p, False where held
     g_free = g * mask
-    d = -(state.H * g_free.unsqueeze(-2)).sum(-1) * mask  # b x p: -H g, descends
-    trial = box.clip(torch.addcmul(x, search.lengths * state.scale, d))  # k x b x p
+    Hg = (state.H * g_free.unsqueeze(-2)).sum(-1) * mask  # b x p: the step is -H g, descends
+    trial = box.clip(torch.addcmul(x, search.lengths * state.scale, Hg, value=-1.0))  # k x b x p
     f_trial, g_trial = _sanitized(evaluate, trial)  # k x b, k x b x p
     best = f_trial.argmin(0)  # b
     f_best = f_trial[best, search.rows]
@@ -189,8 +197,10 @@ def _iterate(evaluate: ValueAndGrad, state: _State, box: _Box, search: _Search, 
     state.scale = torch.where(keep, (state.scale * search.grow[best].unsqueeze(-1)).clamp(max=1.0),
                               state.scale * search.shrink)
     _update_inverse_hessian(state, improved, x_best - x, g_best - g, first=first)
-    stalled = (fx - f_best < search.tol * (1 + fx.abs())) | (g_free.abs().amax(-1) <= search.gtol)
-    state.stalls = (state.stalls + 1) * stalled  # a failed search counts: fx - f_best <= 0
+    # A failed search counts as stalled (fx - f_best <= 0), and so does one at a point with
+    # a vanishing projected gradient: nothing can improve it.
+    stalled = fx - f_best < search.tol * (1 + fx.abs())
+    state.stalls = (state.stalls + 1) * stalled
     state.x, state.g = torch.where(keep, x_best, x), torch.where(keep, g_best, g)
     state.fx = torch.where(improved, f_best, fx)
 

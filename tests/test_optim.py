@@ -6,7 +6,7 @@ from bopt.optim import minimize_batched
 
 
 def _tol(dtype):
-    # Stopping is by gtol = 1e-6 on the gradient (float64); float32 gradients of O(1)
+    # Stopping is by a relative decrease under tol = 1e-9 (float64); float32 gradients of O(1)
     # quadratics carry ~1e-7 relative noise, so the reachable accuracy is ~1e-3 there.
     return 1e-5 if dtype == torch.float64 else 2e-3
 
