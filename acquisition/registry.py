@@ -84,8 +84,24 @@ def _fantasy_score(model, rows: Tensor, n: int, best_f: Tensor | None,
                    context: ScoreContext) -> Score:
     base = torch.randn(rows.shape[0], NUM_FANTASIES, generator=context.generator,
                        dtype=model.train_X.dtype, device=model.train_X.device)
-    acquisition = FantasyLogEI(model, rows, n, best_f, base)
-    return lambda Z: acquisition(Z).sum(-1)
+    return _Summed(FantasyLogEI(model, rows, n, best_f, base))
+
+
+class _Summed:
+    """A per-point acquisition as a score: `... x q x d` -> `...`, summed over `q`, with
+    the acquisition's closed-form `value_and_grad` where it has one."""
+
+    def __init__(self, acquisition):
+        self.acquisition = acquisition
+        if getattr(acquisition, "value_and_grad", None) is None:
+            self.value_and_grad = None
+
+    def __call__(self, Z: Tensor) -> Tensor:
+        return self.acquisition(Z).sum(-1)
+
+    def value_and_grad(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        value, grad = self.acquisition.value_and_grad(Z)
+        return value.sum(-1), grad
 
 
 def _ucb_score(model, context: ScoreContext) -> Score:
@@ -95,8 +111,7 @@ def _ucb_score(model, context: ScoreContext) -> Score:
 
 
 def _thompson_score(model, context: ScoreContext) -> Score:
-    path = draw_posterior_path(model, generator=context.generator)
-    return lambda Z: path(Z).sum(-1)
+    return _Summed(draw_posterior_path(model, generator=context.generator))
 
 
 @dataclass(frozen=True)

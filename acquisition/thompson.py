@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bopt.kernels import MixedFeatures, draw_mixed_features, mixed_cross
+from bopt.kernels import CrossPlan, MixedFeatures, draw_mixed_features, mixed_cross
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,27 @@ class PosteriorPath:
         Kx = mixed_cross(X, self.train_X, self.hypers, self.continuous, self.categorical)
         values = prior + Kx @ self.update  # ... x q x s
         return values.squeeze(-1) if self.weights.shape[-1] == 1 else values
+
+
+    def __post_init__(self):
+        if self.weights.shape[-1] != 1 or not self.continuous:  # the ascent uses autograd
+            object.__setattr__(self, "value_and_grad", None)
+        else:
+            object.__setattr__(self, "_plan", CrossPlan(self.train_X, self.hypers,
+                                                        self.continuous, self.categorical))
+
+    def value_and_grad(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """One path at `... x q x d` points: `... x q` values and their `... x q x d`
+        gradients, in closed form (the prior draw's features differentiated directly, the
+        update through the kernel's `CrossPlan`)."""
+        with torch.no_grad():
+            flat = X.reshape(-1, X.shape[-1])  # m x d
+            prior, grad = self.features.value_and_grad(flat, self.weights[:, 0])
+            Kx, slope = self._plan.cross(flat)  # m x n
+            update = self.update[:, 0]  # n
+            value = prior + Kx @ update
+            grad = grad + self._plan.pullback(slope, update.expand_as(Kx))
+            return value.reshape(X.shape[:-1]), grad.reshape(X.shape)
 
 
 def draw_posterior_path(model, *, generator: torch.Generator, num_paths: int = 1,

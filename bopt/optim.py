@@ -97,16 +97,13 @@ def minimize_batched(
     Returns:
         `b x p` final points, `b` final values, and the number of iterations run.
     """
-    b, p = x0.shape
-    dtype, device = x0.dtype, x0.device
+    (b, p), dtype, device = x0.shape, x0.dtype, x0.device
     box = _Box(lower.expand(b, p), upper.expand(b, p),
                torch.ones(b, p, dtype=torch.bool, device=device) if free is None else free,
                project)
     evaluate = value_and_grad or _autograd(f)
     x = box.clip(x0)
-    fx, g = _sanitized(evaluate, x)
-    width = (box.upper - box.lower).amax()
-    state = _State.start(x, fx, g, initial_step * width)
+    state = _State.start(x, *_sanitized(evaluate, x), initial_step * (box.upper - box.lower).amax())
     alphas = torch.tensor(steps, dtype=dtype, device=device)  # k
     search = _Search(alphas[:, None, None], 2 * alphas, alphas[-1] * 0.5,
                      torch.arange(b, device=device), tol)

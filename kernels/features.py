@@ -68,6 +68,37 @@ class MixedFeatures:
         return torch.cat(out, dim=-1)  # ... x M
 
 
+    def value_and_grad(self, X: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """`phi(X) @ weights` for one weight column and its gradient in `X`, in closed form.
+
+        Args:
+            X: `m x d` encoded points; weights: `M` feature weights.
+
+        Returns:
+            `m` values and their `m x d` gradients (zero on categorical columns).
+        """
+        value = X.new_zeros(X.shape[0])
+        grad_cont = None
+        m = self.num_features
+        for i, term in enumerate(self.terms):
+            c = torch.sqrt(term.scale / m) * weights[i * m:(i + 1) * m]  # m
+            cats = (_category_products(columns(X, self.categorical), term.levels, term.shared)
+                    if term.levels is not None else None)  # points x m
+            if term.freqs is None:
+                value = value + (cats * c).sum(-1)
+                continue
+            angle = columns(X, self.continuous) @ term.freqs.T + term.phases  # points x m
+            c = c * math.sqrt(2.0)
+            weighted = c if cats is None else cats * c
+            value = value + (torch.cos(angle) * weighted).sum(-1)
+            g = -(torch.sin(angle) * weighted) @ term.freqs  # points x dc
+            grad_cont = g if grad_cont is None else grad_cont + g
+        grad = X.new_zeros(X.shape)
+        if grad_cont is not None:
+            grad[:, list(self.continuous)] = grad_cont
+        return value, grad
+
+
 def _category_products(idx: Tensor, levels: Tensor, shared: Tensor) -> Tensor:
     """`... x dk` indices -> `... x m` products over columns of the drawn level weights."""
     idx = idx.round().long()

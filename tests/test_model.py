@@ -135,11 +135,12 @@ def test_neg_log_posterior_gradient_equals_autograd_through_dense_solves(problem
     torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-8)
 
 
-@pytest.mark.parametrize("known", [False, True])
-def test_objective_value_and_grad_equals_autograd(problem, known):
+@pytest.mark.parametrize("known,penalty", [(False, 0.0), (True, 0.0), (False, 0.1)])
+def test_objective_value_and_grad_equals_autograd(problem, known, penalty, monkeypatch):
     """The fit's closed-form value and gradient in theta (no autograd) against autograd of
-    the objective, for several hyperparameter sets at once, with a jitter and with known
-    per-observation noise."""
+    the objective, for several hyperparameter sets at once, with a jitter, with known
+    per-observation noise and with the (optional) short-lengthscale penalty."""
+    monkeypatch.setattr(bopt.model, "SHORT_LENGTHSCALE_PENALTY", penalty)
     n = problem.X.shape[0]
     known_noise = 0.01 + 0.05 * torch.rand(n, generator=torch.Generator().manual_seed(1),
                                            dtype=F64) if known else None

@@ -269,7 +269,7 @@ def test_noisy_ei_does_not_trust_a_lucky_observation(point_sampler):
 
 def test_log_ei_slopes_equal_log_h_and_its_autograd_derivatives():
     """The ascent's one-branch form against `log_expected_improvement` (two branches, erfcx
-    in the tail): values and both derivatives, from z = -1e4 to 30."""
+    in the tail): values and both derivatives, from z = -1e4 to 30; below, the asymptotes."""
     from bopt.acquisition.ei import log_expected_improvement_slopes
 
     z = torch.cat([-torch.logspace(4, -6, 300, dtype=torch.float64),
@@ -286,3 +286,43 @@ def test_log_ei_slopes_equal_log_h_and_its_autograd_derivatives():
     # 1/std - z Phi / (h std) cancels to about 1e-15: compare absolutely there.
     torch.testing.assert_close(slope_std, d_std, atol=1e-13, rtol=1e-7)
     assert bool((slope_std >= 0).all())
+    # z < -1e4, where log_h's own 1 - |z| sqrt(pi/2) erfcx(|z|/sqrt2) loses ~z^2 ulps:
+    # h(z) = phi(z) / z^2 (1 + O(1/z^2)) and Phi(z) / h(z) = |z| + O(1/|z|).
+    z = -torch.logspace(4.01, 7, 50, dtype=torch.float64)
+    value, slope_mean, slope_std = log_expected_improvement_slopes(z, torch.ones_like(z), 0.0)
+    asymptote = -0.5 * z * z - 0.5 * math.log(2 * math.pi) - 2 * torch.log(-z)
+    torch.testing.assert_close(value, asymptote, atol=0.0, rtol=1e-12)
+    torch.testing.assert_close(slope_mean, -z, atol=0.0, rtol=1e-7)
+    torch.testing.assert_close(slope_std, z * z, atol=0.0, rtol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["pending", "noisy"])
+def test_fantasy_log_ei_closed_form_gradient_equals_autograd(problem, point_sampler, kind):
+    """`FantasyLogEI.value_and_grad` against autograd through `FantasyLogEI.__call__`, on the
+    continuous and the mixed model, with pending points and as noisy EI, for candidates far
+    from and right next to the fantasised points."""
+    p = problem
+    g = torch.Generator().manual_seed(8)
+    n = p.X.shape[0]
+    if kind == "pending":
+        pending = point_sampler(p.layout, 2, g)  # k x d
+        model, rows, best_f = _believer(p, pending), torch.arange(n, n + 2), p.Y.max()
+        near = pending
+    else:
+        rows = torch.tensor([0, 4, 7])
+        model, best_f, near = p.model, None, p.X[rows]
+    base = torch.randn(rows.shape[0], 32, generator=g, dtype=torch.float64)
+    acquisition = FantasyLogEI(model, rows, n, best_f, base)
+    numeric = torch.zeros(p.layout.d, dtype=torch.bool)
+    numeric[list(p.layout.continuous)] = True
+    X = torch.cat([point_sampler(p.layout, 6, g), near[:2] + 1e-3 * numeric])  # 8 x d
+    X = X.reshape(4, 2, p.layout.d)  # b x q x d
+    Z = X.clone().requires_grad_(True)
+    value = acquisition(Z)  # b x q
+    (expected,) = torch.autograd.grad(value.sum(), Z)
+    ours, grad = acquisition.value_and_grad(X)
+    # Next to a fantasised point z < -1e4, where the one-branch form is accurate to ~1e-8
+    # relatively (`log_expected_improvement_slopes`).
+    torch.testing.assert_close(ours, value.detach(), atol=1e-9, rtol=1e-7)
+    assert expected[..., numeric].abs().max() > 1e-3
+    torch.testing.assert_close(grad, expected * numeric, atol=1e-8, rtol=1e-6)

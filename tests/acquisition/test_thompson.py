@@ -124,3 +124,23 @@ def test_gradients_wrt_inputs_are_finite(problem, point_sampler):
     assert float(grad[..., continuous].abs().sum()) > 0
     # Category indices are not differentiable inputs: their gradient is exactly zero.
     assert bool((grad[..., list(problem.layout.categorical)] == 0).all())
+
+
+def test_path_closed_form_gradient_equals_autograd(problem, point_sampler):
+    """`PosteriorPath.value_and_grad` (features and kernel differentiated in closed form)
+    against autograd through the path, on the continuous and the mixed model."""
+    from bopt.acquisition import draw_posterior_path
+
+    path = draw_posterior_path(problem.model, generator=torch.Generator().manual_seed(2),
+                               num_features=64)
+    X = point_sampler(problem.layout, 12, torch.Generator().manual_seed(5)).reshape(
+        4, 3, problem.layout.d)  # b x q x d
+    Z = X.clone().requires_grad_(True)
+    value = path(Z)
+    (expected,) = torch.autograd.grad(value.sum(), Z)
+    ours, grad = path.value_and_grad(X)
+    numeric = torch.zeros(problem.layout.d, dtype=torch.bool)
+    numeric[list(problem.layout.continuous)] = True
+    torch.testing.assert_close(ours, value.detach(), atol=1e-10, rtol=1e-10)
+    assert expected[..., numeric].abs().max() > 1e-3
+    torch.testing.assert_close(grad, expected * numeric, atol=1e-9, rtol=1e-7)
