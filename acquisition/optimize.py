@@ -6,7 +6,7 @@
    relaxed, categoricals held.
 3. Round integers, then alternate discrete moves (every categorical combination when there
    are few, else one-column changes; integer neighbours +-1) with continuous ascent of the
-   float columns. Every move is evaluated for all starts in one batch.
+   float columns, until no start moves. Every move is evaluated for all starts in one batch.
 
 The optimizer is acquisition-agnostic: `score` maps `... x q x d` points to `...` values.
 """
@@ -251,8 +251,10 @@ def multistart_maximize(
         X = integer_grid_round(X, layout)
         for _ in range(num_alternations):
             with torch.no_grad():
-                X = _discrete_move(score, X, layout, enumerate_limit)
-            X = _ascend(score, X, layout, integers=False, max_iter=max_iter)
+                moved = _discrete_move(score, X, layout, enumerate_limit)
+            if torch.equal(moved, X):  # one sync: no start moved, the last ascent stands
+                break
+            X = _ascend(score, moved, layout, integers=False, max_iter=max_iter)
         X = integer_grid_round(X, layout)  # idempotent; guards children switched on late
     with torch.no_grad():
         values = score(X)

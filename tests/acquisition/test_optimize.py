@@ -296,3 +296,22 @@ def test_multistart_on_a_conditional_space_returns_valid_points():
     _assert_valid(cands[:, 0], space.layout)
     for config in space.decode(cands[:, 0]):
         assert space.validate(config) == config
+
+
+def test_alternation_stops_once_no_discrete_move_helps(monkeypatch):
+    """Level 2 is best everywhere: once the starts hold it (from the raw candidates or the
+    first move), a move changes nothing and the remaining alternations (and their
+    ascents) are skipped."""
+    import bopt.acquisition.optimize as optimize
+
+    layout = Layout(d=2, continuous=(0,), categorical=(1,), categorical_sizes=(3,))
+
+    def score(X):  # level 2 is best wherever x is: one move finds it, none improves on it
+        return (-(X[..., 0] - 0.3) ** 2 + 0.5 * (X[..., 1] == 2)).sum(-1)
+
+    moves, real = [], optimize._discrete_move
+    monkeypatch.setattr(optimize, "_discrete_move",
+                        lambda *a, **k: moves.append(1) or real(*a, **k))
+    X, values = _maximize(score, layout, num_alternations=5)
+    assert 1 <= len(moves) <= 2  # at most one that moved the starts, then one that did not
+    assert X[0, 0, 1] == 2.0 and float(X[0, 0, 0]) == pytest.approx(0.3, abs=1e-3)
