@@ -99,7 +99,7 @@ def log_expected_improvement_slopes(mean: Tensor, std: Tensor,
     No cancellation for z >= 0; for z < 0 D = 1 - |z| E loses about z^2 ulps, so E and D
     are taken at max(z, -1e4) and carried below it by their asymptotes E ~ 1/|z| and
     D ~ 1/z^2 (exact to about 1e-8 relatively there); above z = 30, where exp(z^2/2) would
-    overflow, at 30 (log EI ~ log(z std) there, with a relative error below 1e-190).
+    overflow, at 30 and carried by h(z) ~ z (a relative error below 1e-190).
     Agrees with `log_h` to about 1e-10 relative down to z = -1e4 and 1e-8 below.
 
     Args:
@@ -112,12 +112,14 @@ def log_expected_improvement_slopes(mean: Tensor, std: Tensor,
     z = (mean - best_f) / std
     low, high = _Z_RANGE
     ratio = low / z.clamp_max(low)  # 1 above the low end, z_low / z below it
+    ratio_high = high / z.clamp_min(high)  # 1 below the high end, z_high / z above it
     zc = z.clamp(low, high)
     E = (_SQRT_HALF_PI * ratio) * torch.special.erfcx(zc * (-1.0 / _SQRT2))
     D_std = (zc * E + ratio) * (ratio * std)  # D std, D = 1 + z E (times ratio^2 below)
     d_std = torch.reciprocal(D_std)
-    value = torch.addcmul(torch.log(D_std), z, z, value=-0.5) - _LOG_SQRT_2PI
-    return value, E * d_std, d_std
+    zh = z.clamp_max(high)  # above it, h(z) = z (1 + O(exp(-z^2/2))): log h grows as log z
+    value = torch.addcmul(torch.log(D_std), zh, zh, value=-0.5) - torch.log(ratio_high)
+    return value - _LOG_SQRT_2PI, E * d_std * ratio_high, d_std
 
 
 def expected_improvement(mean: Tensor, std: Tensor, best_f: Tensor | float) -> Tensor:

@@ -249,10 +249,10 @@ def multistart_maximize(
     X = _ascend(score, X, layout, integers=True, max_iter=max_iter)
     if discrete:
         X = integer_grid_round(X, layout)
-        for _ in range(num_alternations):
+        for i in range(num_alternations):
             with torch.no_grad():
                 moved = _discrete_move(score, X, layout, enumerate_limit)
-            if torch.equal(moved, X):  # one sync: no start moved, the last ascent stands
+            if i > 0 and torch.equal(moved, X):  # one sync: nothing moved since an ascent
                 break
             X = _ascend(score, moved, layout, integers=False, max_iter=max_iter)
         X = integer_grid_round(X, layout)  # idempotent; guards children switched on late

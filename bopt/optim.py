@@ -194,9 +194,9 @@ def _iterate(evaluate: ValueAndGrad, state: _State, box: _Box, search: _Search, 
     state.scale = torch.where(keep, (state.scale * search.grow[best].unsqueeze(-1)).clamp(max=1.0),
                               state.scale * search.shrink)
     _update_inverse_hessian(state, improved, x_best - x, g_best - g, first=first)
-    # A failed search counts as stalled (fx - f_best <= 0), and so does one at a point with
-    # a vanishing projected gradient: nothing can improve it.
-    stalled = fx - f_best < search.tol * (1 + fx.abs())
+    # A failed search counts as stalled (also where every value is inf: inf - inf is NaN),
+    # and so does one at a point with a vanishing projected gradient.
+    stalled = ~improved | (fx - f_best < search.tol * (1 + fx.abs()))
     state.stalls = (state.stalls + 1) * stalled
     state.x, state.g = torch.where(keep, x_best, x), torch.where(keep, g_best, g)
     state.fx = torch.where(improved, f_best, fx)

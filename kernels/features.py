@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bopt.kernels.functional import MixedHypers, columns
+from bopt.kernels.functional import MixedHypers, column_index, columns
 
 _MATERN_DOF = 5  # 2 * nu for nu = 5/2
 
@@ -95,7 +95,7 @@ class MixedFeatures:
             grad_cont = g if grad_cont is None else grad_cont + g
         grad = X.new_zeros(X.shape)
         if grad_cont is not None:
-            grad[:, list(self.continuous)] = grad_cont
+            grad[:, column_index(self.continuous)] = grad_cont
         return value, grad
 
 

@@ -66,8 +66,9 @@ def _negated(value, grad):
 
 
 def test_one_fit_step_and_one_acquisition_step_never_sync():
-    """The closed-form value and gradient of the fit's objective and of log EI, and one
-    whole ascent iteration of the solver, run without a host sync."""
+    """The closed-form values and gradients of the fit's objective and of log EI, UCB,
+    Thompson sampling and noisy EI, and two whole ascent iterations of the solver, run
+    without a host sync."""
     from bopt.acquisition import build_score
     from bopt.acquisition.registry import ScoreContext
     from bopt.model import _Objective, _Theta
@@ -83,14 +84,17 @@ def test_one_fit_step_and_one_acquisition_step_never_sync():
     context = ScoreContext(best_f=Y.max(), num_observations=X.shape[0], d=4,
                            generator=torch.Generator(device="cuda").manual_seed(0))
     score = build_score("ei", model, context)
-    score.value_and_grad(Z)  # builds the model's cross-covariance plan before the check
+    others = [build_score(key, model, context) for key in ("ucb", "ts", "nei")]
+    for each in [score, *others]:  # builds the cross-covariance plans before the check
+        each.value_and_grad(Z)
     lo, hi = torch.zeros(4, device="cuda", dtype=torch.float64), torch.ones(
         4, device="cuda", dtype=torch.float64)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         objective.value_and_grad(theta)
-        score.value_and_grad(Z)
+        for each in [score, *others]:
+            each.value_and_grad(Z)
         minimize_batched(lambda z: -score(z.unsqueeze(-2)), Z[0, :, 0], lo, hi, max_iter=2,
                          check_every=3, value_and_grad=lambda z: _negated(
                              *score.value_and_grad(z.unsqueeze(-2))))

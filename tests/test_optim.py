@@ -186,3 +186,33 @@ def test_closed_form_value_and_grad_takes_the_place_of_autograd():
     assert calls
     torch.testing.assert_close(x, c, atol=1e-5, rtol=0.0)
     torch.testing.assert_close(x, x_ref, atol=1e-5, rtol=0.0)
+
+
+def test_a_start_with_no_finite_value_counts_as_stalled():
+    """A problem whose value is inf everywhere it looks (a covariance that never factorises)
+    must not hold the others' early stop up until max_iter."""
+    target = torch.tensor([0.3, 0.7], dtype=torch.float64)
+
+    def f(x):  # problem 1 is inf everywhere
+        value = ((x - target) ** 2).sum(-1)
+        return torch.where(torch.arange(2) == 1, torch.full_like(value, float("inf")), value)
+
+    x0 = torch.full((2, 2), 0.5, dtype=torch.float64)
+    x, fx, iters = minimize_batched(f, x0, *_box(2, torch.float64), max_iter=150)
+    assert iters < 150
+    torch.testing.assert_close(x[0], target, atol=1e-4, rtol=0.0)
+    assert fx[1] == float("inf")
+
+
+def test_dominated_problems_stop_holding_the_loop_up():
+    """With `dominated`, a slow problem far above the best one counts as done: the loop
+    stops once the best has converged, not when the slow one has."""
+    scale = torch.tensor([1.0, 1e-4], dtype=torch.float64)  # problem 1 creeps along
+
+    def f(x):
+        return ((x - 0.5) ** 2).sum(-1) + 10.0 * (torch.arange(2) == 1) + scale * x.sum(-1)
+
+    x0 = torch.tensor([[0.1, 0.9], [0.0, 0.0]], dtype=torch.float64)
+    _, _, plain = minimize_batched(f, x0, *_box(2, torch.float64), max_iter=200)
+    _, fx, early = minimize_batched(f, x0, *_box(2, torch.float64), max_iter=200, dominated=2.0)
+    assert early <= plain and fx[1] > fx[0] + 2.0

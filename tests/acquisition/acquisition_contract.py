@@ -49,7 +49,10 @@ class AcquisitionContract:
     # Batched and single posterior solves round differently; 1e-12 absolute is far below
     # any value's meaning, and values of log EI reach -1e4, hence a relative part.
     loop_atol: float = 1e-12
-    loop_rtol: float = 1e-10
+    # Deep in log EI's tail (|value| ~ 1e5-1e6 where the posterior std is tiny) the
+    # variance k - v'v carries cancellation error: a batched and a single triangular solve
+    # differ by ~1e-10 relatively there. A batching bug shows as O(1) differences.
+    loop_rtol: float = 1e-9
 
     @pytest.fixture
     def score(self, problem):
