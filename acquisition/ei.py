@@ -197,7 +197,6 @@ class FantasyLogEI:
         value = torch.logsumexp(log_ei, dim=-1) - math.log(self.num_fantasies)  # M
         return value.reshape(X.shape[:-1])
 
-
     def value_and_grad(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """`... x q x d` candidates -> `... x q` log expected improvements and their
         `... x q x d` gradients, in closed form (no autograd graph).
@@ -217,7 +216,7 @@ class FantasyLogEI:
             v = torch.linalg.solve_triangular(L_upper, Ks, upper=True, left=False)  # M x n
             cov = K_xS - v @ self.W_S  # M x m
             a = torch.linalg.solve_triangular(C_upper, cov, upper=True, left=False)  # M x m
-            var = self._prior_variance - (v * v).sum(-1) - (a * a).sum(-1)  # M
+            var = plan_n.prior_variance - (v * v).sum(-1) - (a * a).sum(-1)  # M
             floor = var <= 1e-12
             std = var.clamp_min(1e-12).sqrt()
             values, d_mean, d_std = log_expected_improvement_slopes(
@@ -245,8 +244,6 @@ class FantasyLogEI:
                           layout.categorical),
                 CrossPlan(self.X_S, hypers, layout.continuous, layout.categorical),
                 self.C.mT.contiguous(), self.L.mT.contiguous(), self.alpha.mT)
-            self._prior_variance = mixed_diag(self.X_S[:1], hypers, layout.continuous,
-                                              layout.categorical)  # 1
         return self._plan_cache
 
 

@@ -46,7 +46,6 @@ class PosteriorPath:
         values = prior + Kx @ self.update  # ... x q x s
         return values.squeeze(-1) if self.weights.shape[-1] == 1 else values
 
-
     def __post_init__(self):
         if self.weights.shape[-1] != 1 or not self.continuous:  # the ascent uses autograd
             object.__setattr__(self, "value_and_grad", None)

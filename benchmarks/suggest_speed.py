@@ -44,11 +44,14 @@ def window_medians(runs: list[dict], problem: str, method: str) -> dict | None:
                 acq.append(r["acquisition_seconds"][i])
     if not total:
         return None
-    known = [v for v in fit if v is not None]
     return {"seeds": len(seeds), "suggests": len(total), "median": statistics.median(total),
-            "fit": statistics.median(known) if known else None,
-            "acquisition": statistics.median([v for v in acq if v is not None]) if known
-            else None}
+            "fit": _median_known(fit), "acquisition": _median_known(acq)}
+
+
+def _median_known(values: list) -> float | None:
+    """The median of the values a method reported (None where it reports none)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def report(runs: list[dict]) -> tuple[dict, str]:

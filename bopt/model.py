@@ -222,8 +222,7 @@ class _Objective:
         self.loc, self.sd = self.spec.prior(X.dtype, X.device)
         self.free = self.spec.free(X.device)
         self.eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
-        self.known = None if known_noise is None else torch.diag_embed(known_noise)  # n x n
-        self.known_diagonal = known_noise  # n, or None
+        self.known = known_noise  # n variances on the diagonal, or None
         Xc = columns(X, layout.continuous)
         self.Xc = Xc - Xc.mean(0)  # n x dc, centred (differences are what matter)
         self.Xc_sq = self.Xc * self.Xc
@@ -238,7 +237,7 @@ class _Objective:
         K = mixed(X, X, hypers, self.layout.continuous, self.layout.categorical)  # h x n x n
         K = K + (noise + self.jitter)[:, None, None] * self.eye
         if self.known is not None:
-            K = K + self.known
+            K = K + torch.diag_embed(self.known)
         lp = _log_prior(theta, self.loc, self.sd, self.free, self.spec.dc)
         nll = _GaussianNLL.apply(K, Y)
         value = (nll + 0.5 * n * _LOG_2PI - lp) / n
@@ -277,7 +276,7 @@ class _Objective:
         K = sum(s[:, i] * t for i, t in enumerate(terms) if t is not None)  # h x n x n
         K.diagonal(dim1=-2, dim2=-1).add_((noise + self.jitter).unsqueeze(-1))
         if self.known is not None:
-            K.diagonal(dim1=-2, dim2=-1).add_(self.known_diagonal)
+            K.diagonal(dim1=-2, dim2=-1).add_(self.known)
         L, info = torch.linalg.cholesky_ex(K)
         ok = info == 0
         L = torch.where(ok[:, None, None], L, self.eye)
@@ -401,7 +400,7 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         mean = (Ks * self._alpha_row).sum(-1)  # m
         # Row form, V = k L^-T: no transposes of the `m x n` block.
         V = torch.linalg.solve_triangular(self._L_upper, Ks, upper=True, left=False)  # m x n
-        var = self._prior_variance - (V * V).sum(-1)  # m
+        var = plan.prior_variance - (V * V).sum(-1)  # m
         floor = var <= _VARIANCE_FLOOR
         std = var.clamp_min(_VARIANCE_FLOOR).sqrt()
 
@@ -422,8 +421,6 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
                                    layout.categorical)
             self._L_upper = self.L.mT.contiguous()  # n x n
             self._alpha_row = self.alpha.mT  # 1 x n
-            self._prior_variance = mixed_diag(self.train_X[:1], self.hypers, layout.continuous,
-                                              layout.categorical)  # 1
         return self._plan
 
     def condition_on(self, X: Tensor, Y: Tensor) -> "BoptGP":

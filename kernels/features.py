@@ -67,7 +67,6 @@ class MixedFeatures:
             out.append(f)
         return torch.cat(out, dim=-1)  # ... x M
 
-
     def value_and_grad(self, X: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
         """`phi(X) @ weights` for one weight column and its gradient in `X`, in closed form.
 

@@ -177,12 +177,14 @@ class CrossPlan:
         self.minus_2Bt = -2.0 * self.B.T  # dc x m
         self.B_scaled = self.B * self.inv_ls  # m x dc, for the pullback
         self.s0 = scales[0]
+        self.everything = self.continuous == tuple(range(X2.shape[-1]))  # no categoricals
+        # k(x, x): both correlations are 1 there
+        self.prior_variance = scales.sum() if categorical else scales[0]
 
     def cross(self, X1: Tensor) -> tuple[Tensor, CrossSlope]:
         """`... x n x d` candidates -> `... x n x m` covariances, and the slope for
         `pullback`."""
-        everything = self.continuous == tuple(range(X1.shape[-1]))
-        X1c = X1 if everything else columns(X1, self.continuous)
+        X1c = X1 if self.everything else columns(X1, self.continuous)
         A = (X1c - self.centre) * self.inv_ls  # ... x n x dc
         flat = A if A.dim() == 2 else A.reshape(-1, A.shape[-1])  # (...n) x dc
         sq = torch.addmm(self.sqB, flat, self.minus_2Bt)  # (...n) x m
@@ -207,7 +209,7 @@ class CrossPlan:
         with respect to the candidates (zero on categorical columns)."""
         W = grad_K * state.slope  # ... x n x m
         grad_cont = state.A * (W.sum(-1, keepdim=True) * self.inv_ls) - W @ self.B_scaled
-        if self.continuous == tuple(range(state.shape[-1])):
+        if self.everything:
             return grad_cont
         grad_X1 = grad_cont.new_zeros(state.shape)
         grad_X1[..., column_index(self.continuous)] = grad_cont
@@ -241,5 +243,4 @@ def mixed_cross(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[i
     """
     if not continuous:
         return mixed(X1, X2, hypers, continuous, categorical)
-    return _MixedCross.apply(X1, X2, MixedHypers(*(t.detach() for t in hypers)),
-                             tuple(continuous), tuple(categorical))
+    return _MixedCross.apply(X1, X2, hypers, tuple(continuous), tuple(categorical))
