@@ -28,6 +28,9 @@ Score = Callable[[Tensor], Tensor]
 # Starts whose score trails the best start's by more than this (log units for log EI, the
 # targets' standard deviations for UCB and Thompson sampling) no longer hold the ascent up.
 DOMINATED = 2.0
+# The ascent's line search: step lengths tried at once, as fractions of the quasi-Newton step
+# (longer than it too: all of them cost one batched evaluation).
+_STEPS = (2.0, 1.0, 0.5, 0.2, 0.05)
 
 
 def _unit_values(U: Tensor, layout: Layout) -> Tensor:
@@ -115,7 +118,7 @@ def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
         X.reshape(b, q * d), lower.repeat(q), upper.repeat(q),
         free=free.reshape(b, q * d),
         project=lambda z: canonicalize(z.reshape(*z.shape[:-1], q, d), layout).reshape(z.shape),
-        max_iter=max_iter, tol=1e-3, dominated=DOMINATED,
+        max_iter=max_iter, tol=1e-3, dominated=DOMINATED, steps=_STEPS, patience=1,
         value_and_grad=value_and_grad if closed_form is not None else None)
     return x.reshape(b, q, d)
 

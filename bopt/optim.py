@@ -17,7 +17,7 @@ iteration:
    scale that grows after a full step and shrinks after a failed search.
 
 The loop only synchronises with the host every `check_every` iterations, to stop early once
-every problem has stalled.
+every problem is done (stalled `patience` iterations in a row at some point, or dominated).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def minimize_batched(
             `tol * (1 + |value|)` (a failed line search, or one at a point with no
             projected gradient, lowers it by nothing).
         check_every: iterations between the (synchronising) checks for early stopping.
-        patience: consecutive stalled iterations after which a problem counts as done.
+        patience: consecutive stalled iterations after which a problem counts as done
+            (and stays done: a late small gain does not hold the others up).
         dominated: when given, a problem whose value exceeds the lowest one by more than
             this also counts as done (for multistart use, where only the best matters).
         value_and_grad: optional closed-form `x -> (f(x), grad f(x))`, used instead of
@@ -105,8 +106,8 @@ def minimize_batched(
     x = box.clip(x0)
     state = _State.start(x, *_sanitized(evaluate, x), initial_step * (box.upper - box.lower).amax())
     alphas = torch.tensor(steps, dtype=dtype, device=device)  # k
-    search = _Search(alphas[:, None, None], 2 * alphas, alphas[-1] * 0.5,
-                     torch.arange(b, device=device), tol)
+    search = _Search(alphas[:, None, None], 2 * alphas[:, None], alphas[-1] * 0.5,
+                     torch.arange(b, device=device), tol, patience)
     it = 0
     for it in range(1, max_iter + 1):
         _iterate(evaluate, state, box, search, first=it == 1)
@@ -127,10 +128,11 @@ class _Search:
     """The line search's constants, made once."""
 
     lengths: Tensor  # k x 1 x 1 step lengths, as fractions of the step scale
-    grow: Tensor  # k: the step scale's factor after a search that took each length
+    grow: Tensor  # k x 1: the step scale's factor after a search that took each length
     shrink: Tensor  # scalar factor after a failed search
     rows: Tensor  # b: 0 .. b-1
     tol: float
+    patience: int
 
 
 @dataclass
@@ -181,45 +183,46 @@ def _iterate(evaluate: ValueAndGrad, state: _State, box: _Box, search: _Search, 
     (in place). Written for few operations per iteration: each is a kernel launch on a GPU."""
     x, g, fx = state.x, state.g, state.fx
     mask = box.movable(x, g)  # b x p, False where held
-    g_free = g * mask
-    Hg = (state.H * g_free.unsqueeze(-2)).sum(-1) * mask  # b x p: the step is -H g, descends
+    Hg = torch.bmm(state.H, (g * mask).unsqueeze(-1)).squeeze(-1) * mask  # b x p; -H g descends
     trial = box.clip(torch.addcmul(x, search.lengths * state.scale, Hg, value=-1.0))  # k x b x p
     f_trial, g_trial = _sanitized(evaluate, trial)  # k x b, k x b x p
     best = f_trial.argmin(0)  # b
     f_best = f_trial[best, search.rows]
-    x_best, g_best = trial[best, search.rows], g_trial[best, search.rows]  # b x p
     improved = f_best < fx
     keep = improved.unsqueeze(-1)  # b x 1
-    # Step-scale control: grow after a full step, shrink after a failed search.
-    state.scale = torch.where(keep, (state.scale * search.grow[best].unsqueeze(-1)).clamp(max=1.0),
-                              state.scale * search.shrink)
-    _update_inverse_hessian(state, improved, x_best - x, g_best - g, first=first)
-    # A failed search counts as stalled (also where every value is inf: inf - inf is NaN),
-    # and so does one at a point with a vanishing projected gradient.
-    stalled = ~improved | (fx - f_best < search.tol * (1 + fx.abs()))
-    state.stalls = (state.stalls + 1) * stalled
-    state.x, state.g = torch.where(keep, x_best, x), torch.where(keep, g_best, g)
+    state.x = torch.where(keep, trial[best, search.rows], x)
+    state.g = torch.where(keep, g_trial[best, search.rows], g)
     state.fx = torch.where(improved, f_best, fx)
+    # Step-scale control: grow after a full step, shrink after a failed search.
+    state.scale = torch.where(keep, (state.scale * search.grow[best]).clamp(max=1.0),
+                              state.scale * search.shrink)
+    # s = 0 where nothing improved, which makes no curvature pair.
+    _update_inverse_hessian(state, state.x - x, state.g - g, first=first)
+    # Stalled: lowered by less than tol (1 + |f|), including a failed search and a start
+    # with no finite value (inf - inf is NaN, and `<=` is False for NaN). A problem that
+    # has stalled `patience` times in a row stays done.
+    progressed = f_best <= torch.add(fx, fx.abs() + 1.0, alpha=-search.tol)
+    state.stalls = (state.stalls + 1).masked_fill_(progressed & (state.stalls < search.patience), 0)
 
 
-def _update_inverse_hessian(state: _State, improved: Tensor, s: Tensor, y: Tensor, *,
-                            first: bool) -> None:
+def _update_inverse_hessian(state: _State, s: Tensor, y: Tensor, *, first: bool) -> None:
     """The BFGS update of every `H` whose `b x p` step `s` and gradient change `y` make a
     curvature pair (s^T y > 0, relative to their sizes), in place:
 
         H <- H + (s^T y + y^T H y) s s^T / (s^T y)^2 - (H y s^T + s y^T H) / s^T y,
 
     with H rescaled to (s^T y / y^T y) I before the `first` update (Nocedal & Wright 2006,
-    eq. 6.20)."""
-    sy, yy = (s * y).sum(-1), (y * y).sum(-1)  # b
-    good = improved & (sy > 1e-10 * ((s * s).sum(-1) * yy).sqrt())
+    eq. 6.20). Works on `b x p x 1` columns, so that every scalar is `b x 1 x 1`."""
+    s, y = s.unsqueeze(-1), y.unsqueeze(-1)  # b x p x 1
+    sy, yy = (s * y).sum(-2, keepdim=True), (y * y).sum(-2, keepdim=True)  # b x 1 x 1
+    good = sy > 1e-10 * ((s * s).sum(-2, keepdim=True) * yy).sqrt()  # False where s = 0
     H = state.H
     if first:
-        eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
-        H = torch.where(good[:, None, None], eye * (sy / yy)[:, None, None], H)
-    inv_sy = 1.0 / sy  # b; inf or nan only where `good` is false, and `where` drops those
-    Hy = (H * y.unsqueeze(-2)).sum(-1)  # b x p
-    c = (0.5 * inv_sy * (sy + (y * Hy).sum(-1))).unsqueeze(-1)  # b x 1
-    u = (c * s - Hy) * inv_sy.unsqueeze(-1)  # b x p
-    outer = s.unsqueeze(-1) * u.unsqueeze(-2)  # b x p x p: s u^T
-    state.H = torch.where(good[:, None, None], H + outer + outer.mT, H)
+        eye = torch.eye(s.shape[-2], dtype=s.dtype, device=s.device)
+        H = torch.where(good, eye * (sy / yy), H)
+    inv_sy = torch.reciprocal(sy)  # inf or nan only where `good` is false; `where` drops it
+    Hy = torch.bmm(H, y)  # b x p x 1
+    c = (sy + (y * Hy).sum(-2, keepdim=True)) * inv_sy * 0.5  # b x 1 x 1
+    u = (c * s - Hy) * inv_sy  # b x p x 1
+    outer = s * u.mT  # b x p x p: s u^T
+    state.H = torch.where(good, H + outer + outer.mT, H)

@@ -204,6 +204,11 @@ class CrossPlan:
             slope = linear * weighted * (-1.0 / 3.0)
         return K, CrossSlope(A, slope, X1.shape)
 
+    def covariance(self, X1: Tensor) -> Tensor:
+        """`... x n x d` candidates -> `... x n x m` covariances, differentiable in `X1` by
+        autograd through `pullback`."""
+        return _PlannedCross.apply(X1, self)
+
     def pullback(self, state: CrossSlope, grad_K: Tensor) -> Tensor:
         """`... x n x m` gradient with respect to the covariances -> `... x n x d` gradient
         with respect to the candidates (zero on categorical columns)."""
@@ -216,18 +221,19 @@ class CrossPlan:
         return grad_X1
 
 
-class _MixedCross(torch.autograd.Function):
-    """`mixed(X1, X2)` with `CrossPlan`'s closed-form backward for `X1` only."""
+class _PlannedCross(torch.autograd.Function):
+    """`CrossPlan.cross` as a differentiable function of `X1`, with the plan's closed-form
+    backward."""
 
     @staticmethod
-    def forward(ctx, X1, X2, hypers, continuous, categorical):
-        ctx.plan = CrossPlan(X2, hypers, continuous, categorical)
-        K, ctx.state = ctx.plan.cross(X1)
+    def forward(ctx, X1, plan):
+        ctx.plan = plan
+        K, ctx.state = plan.cross(X1)
         return K
 
     @staticmethod
     def backward(ctx, grad_K):
-        return ctx.plan.pullback(ctx.state, grad_K), None, None, None, None
+        return ctx.plan.pullback(ctx.state, grad_K), None
 
 
 def mixed_cross(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[int, ...],
@@ -243,4 +249,4 @@ def mixed_cross(X1: Tensor, X2: Tensor, hypers: MixedHypers, continuous: tuple[i
     """
     if not continuous:
         return mixed(X1, X2, hypers, continuous, categorical)
-    return _MixedCross.apply(X1, X2, hypers, tuple(continuous), tuple(categorical))
+    return CrossPlan(X2, hypers, continuous, categorical).covariance(X1)

@@ -216,3 +216,28 @@ def test_dominated_problems_stop_holding_the_loop_up():
     _, _, plain = minimize_batched(f, x0, *_box(2, torch.float64), max_iter=200)
     _, fx, early = minimize_batched(f, x0, *_box(2, torch.float64), max_iter=200, dominated=2.0)
     assert early <= plain and fx[1] > fx[0] + 2.0
+
+
+def test_a_problem_done_by_stalling_stays_done():
+    """A problem that has stalled `patience` iterations in a row stays done even when a
+    later iteration makes progress again (so a late small gain does not restart its count
+    and hold the early stop up); before that, progress resets the count."""
+    from bopt.optim import _Box, _Search, _State, _iterate
+
+    p = 2
+    target = torch.tensor([0.3, 0.7], dtype=torch.float64)
+
+    def value_and_grad(x):
+        return ((x - target) ** 2).sum(-1), 2 * (x - target)
+
+    x = torch.full((2, p), 0.9, dtype=torch.float64)
+    state = _State.start(x, *value_and_grad(x), torch.tensor(0.1, dtype=torch.float64))
+    state.stalls = torch.tensor([2, 1])  # problem 0 already done (patience 2), 1 not yet
+    box = _Box(*_box(p, torch.float64), torch.ones(2, p, dtype=torch.bool), None)
+    alphas = torch.tensor((1.0, 0.3, 0.05), dtype=torch.float64)
+    search = _Search(alphas[:, None, None], 2 * alphas[:, None], alphas[-1] * 0.5,
+                     torch.arange(2), 1e-9, 2)
+    before = state.fx.clone()
+    _iterate(value_and_grad, state, box, search, first=True)
+    assert bool((state.fx < before - 1e-3).all())  # both made clear progress
+    assert state.stalls.tolist() == [3, 0]
