@@ -138,20 +138,22 @@ class _LogPrior:
     """
 
     def __init__(self, spec: _Theta, dtype, device):
-        loc, sd = spec.prior(dtype, device)
-        free, penalty = spec.free(device).tolist(), SHORT_LENGTHSCALE_PENALTY
+        loc, sd = spec.prior(dtype, "cpu")  # read on the host: no copies back from a GPU
+        free, penalty = spec.free("cpu").tolist(), SHORT_LENGTHSCALE_PENALTY
         w, lin, gam, beta, self.const = [], [], [], [], 0.0
         for i, (is_free, scale) in enumerate(zip(free[:-1], sd[:-1].tolist())):
             w.append(scale**-2 if is_free else 0.0)
             lin.append(-1.0 if is_free else 0.0)  # the log-transform's Jacobian
             self.const -= (math.log(scale) + 0.5 * _LOG_2PI) if is_free else 0.0
-            lengthscale = i < spec.dc and penalty
-            gam.append(-penalty if lengthscale else 0.0)
-            beta.append(-2.0 if lengthscale else 0.0)
-        w, lin, gam, beta = w + [0.0], lin + [_NOISE_SHAPE_MINUS_1], gam + [-_NOISE_RATE], beta + [1.0]
+            penalised = bool(penalty) and i < spec.dc  # a Matern lengthscale
+            gam.append(-penalty if penalised else 0.0)
+            beta.append(-2.0 if penalised else 0.0)
+        # The noise: (shape - 1) t - rate exp(t).
+        w, lin = w + [0.0], lin + [_NOISE_SHAPE_MINUS_1]
+        gam, beta = gam + [-_NOISE_RATE], beta + [1.0]
         kw = dict(dtype=dtype, device=device)
         self.loc, self.w, self.lin, self.gam, self.beta = (
-            loc, *(torch.tensor(v, **kw) for v in (w, lin, gam, beta)))
+            loc.to(device), *(torch.tensor(v, **kw) for v in (w, lin, gam, beta)))
         self.gam_beta = self.gam * self.beta
 
     def __call__(self, theta: Tensor) -> Tensor:
