@@ -10,7 +10,7 @@ observations, median over several suggests:
 - *kept*: `refit_growth=0.5`, so the hyperparameters are kept (one Cholesky, no fit);
 - *refit*: the default, a warm-started re-estimate every round.
 
-    python benchmarks/op_count.py --n 80 --repeats 5 --out benchmarks/results
+    python benchmarks/op_count.py --n 80 --repeats 10 --out benchmarks/results
 
 Writes op_count_<device>.json and op_count_<device>.md.
 """

@@ -1,13 +1,14 @@
 """Seconds per suggest at 50-90 observations: bopt against Optuna's GPSampler (issue 12).
 
 Real optimisation loops (each method's own history, as users run them) on Hartmann6,
-Ackley6 and mixed_cat3 to 90 evaluations, run one after another in this one process, every
-method with torch, OpenMP and BLAS at one thread. The figure is the median wall time of the
+Ackley6 and mixed_cat3 to 90 evaluations, run one after another in this one process
+(interleaved: each seed of each problem for both methods in turn), every method with torch,
+OpenMP and BLAS at one thread. The figure is the median wall time of the
 suggests made with 50 to 89 observations, over every seed; bopt's is split into its model fit
 and its acquisition ascent.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
-        python benchmarks/suggest_speed.py --seeds 3 --out benchmarks/results/suggest_speed
+        python benchmarks/suggest_speed.py --seeds 10 --out benchmarks/results/suggest_speed
 
 Writes runs.jsonl (the harness's records, resumable), speed.json and speed.md.
 """
@@ -76,9 +77,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/suggest_speed")
     args = parser.parse_args()
     out = Path(args.out)
-    for method in METHODS:  # one method after another, one process, one thread
-        run_benchmark(list(PROBLEMS), [method], args.seeds, BUDGET, out, workers=1,
-                      progress=False)
+    # One process, one thread, one run at a time, interleaved (seed by seed, problem by
+    # problem, method by method), so that a drift in the machine's speed hits both methods
+    # alike (the harness skips runs already recorded).
+    for seed in range(args.seeds):
+        for problem in PROBLEMS:
+            for method in METHODS:
+                run_benchmark([problem], [method], [seed], BUDGET, out, workers=1,
+                              progress=False)
     runs = read_runs(out / "runs.jsonl")
     table, md = report(runs)
     machine = describe_machine()
