@@ -151,10 +151,10 @@ class _LogPrior:
         # The noise: (shape - 1) t - rate exp(t).
         w, lin = w + [0.0], lin + [_NOISE_SHAPE_MINUS_1]
         gam, beta = gam + [-_NOISE_RATE], beta + [1.0]
-        kw = dict(dtype=dtype, device=device)
-        self.loc, self.w, self.lin, self.gam, self.beta = (
-            loc.to(device), *(torch.tensor(v, **kw) for v in (w, lin, gam, beta)))
-        self.gam_beta = self.gam * self.beta
+        table = torch.stack([loc, *(torch.tensor(v, dtype=dtype) for v in (w, lin, gam, beta))])
+        table = torch.cat([table, (table[3] * table[4]).unsqueeze(0)])
+        # One copy to the device; rows: loc, w, lin, gam, beta, gam * beta.
+        self.loc, self.w, self.lin, self.gam, self.beta, self.gam_beta = table.to(device)
 
     def __call__(self, theta: Tensor) -> Tensor:
         """`h x p` log hyperparameters -> `h` log prior densities."""
@@ -339,7 +339,11 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         self.train_X, self.train_Y = train_X, train_Y
         self.L = L  # n x n lower Cholesky factor of K + noise I (+ diag(known_noise))
         self.alpha = torch.cholesky_solve(train_Y, L)  # n x 1
-        self._plan: CrossPlan | None = None  # see _cross_plan
+        # Caches built on first use (see _cross_plan): a BoptGP is never changed in place;
+        # new data or hyperparameters make a new model (`condition_on`, `fit_gp`).
+        self._plan: CrossPlan | None = None
+        self._L_upper: Tensor | None = None  # L^T, contiguous, for mean_std_pullback
+        self._alpha_row: Tensor | None = None  # alpha^T, likewise
 
     def forward(self, x: Tensor) -> MultivariateNormal:
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -410,6 +414,8 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
             `m` gradients to the `m x d` gradient.
         """
         plan = self._cross_plan()
+        if self._L_upper is None:  # built once, for the ascent only
+            self._L_upper, self._alpha_row = self.L.mT.contiguous(), self.alpha.mT  # n x n, 1 x n
         Ks, slope = plan.cross(X)  # m x n
         mean = (Ks * self._alpha_row).sum(-1)  # m
         # Row form, V = k L^-T: no transposes of the `m x n` block.
@@ -433,8 +439,6 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
             layout = self.layout
             self._plan = CrossPlan(self.train_X, self.hypers, layout.continuous,
                                    layout.categorical)
-            self._L_upper = self.L.mT.contiguous()  # n x n
-            self._alpha_row = self.alpha.mT  # 1 x n
         return self._plan
 
     def condition_on(self, X: Tensor, Y: Tensor) -> "BoptGP":

@@ -198,10 +198,11 @@ def _iterate(evaluate: ValueAndGrad, state: _State, box: _Box, search: _Search, 
                               state.scale * search.shrink)
     # s = 0 where nothing improved, which makes no curvature pair.
     _update_inverse_hessian(state, state.x - x, state.g - g, first=first)
-    # Stalled: lowered by less than tol (1 + |f|), including a failed search and a start
-    # with no finite value (inf - inf is NaN, and `<=` is False for NaN). A problem that
-    # has stalled `patience` times in a row stays done.
-    progressed = f_best <= torch.add(fx, fx.abs() + 1.0, alpha=-search.tol)
+    # Progress: a lower value, by at least tol (1 + |f|) (from inf any finite value counts:
+    # the threshold inf - inf is NaN, and `>` is False for NaN). A failed search, a start
+    # that cannot move and one with no finite value stall. A problem that has stalled
+    # `patience` times in a row stays done.
+    progressed = improved & ~(f_best > torch.add(fx, fx.abs() + 1.0, alpha=-search.tol))
     state.stalls = (state.stalls + 1).masked_fill_(progressed & (state.stalls < search.patience), 0)
 
 

@@ -232,6 +232,7 @@ class _PlannedCross(torch.autograd.Function):
         return K
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # second derivatives raise, not zeros
     def backward(ctx, grad_K):
         return ctx.plan.pullback(ctx.state, grad_K), None
 

@@ -52,9 +52,12 @@ def test_minimiser_outside_the_box_is_its_projection(dtype):
     c = (-1 + 3 * torch.rand(b, p, generator=g, dtype=torch.float64)).to(dtype)  # in [-1, 2]
     assert bool(((c < 0) | (c > 1)).any(-1).all())  # every problem has an active bound
     x0 = torch.rand(b, p, generator=g, dtype=torch.float64).to(dtype)
-    x, fx, _ = minimize_batched(_quadratic(A, c), x0, *_box(p, dtype), max_iter=200)
+    x, fx, iters = minimize_batched(_quadratic(A, c), x0, *_box(p, dtype), max_iter=200)
     torch.testing.assert_close(x, c.clamp(0, 1), atol=_tol(dtype), rtol=0.0)
     assert bool(((x >= 0) & (x <= 1)).all())
+    # Once nothing can move, every problem stalls, also where tol (1 + |f|) is below the
+    # dtype's rounding (float32 at the default tol): the loop stops well before max_iter.
+    assert iters < 100
 
 
 def test_never_worse_than_start_and_returns_consistent_values(dtype):
@@ -241,3 +244,28 @@ def test_a_problem_done_by_stalling_stays_done():
     _iterate(value_and_grad, state, box, search, first=True)
     assert bool((state.fx < before - 1e-3).all())  # both made clear progress
     assert state.stalls.tolist() == [3, 0]
+
+
+def test_standing_still_stalls_and_leaving_inf_is_progress():
+    """One iteration, tol = 0: a problem on a flat objective (it cannot move, and its value
+    equals itself) counts as stalled; one whose value goes from inf to finite (a finite
+    gradient at an infeasible start) counts as progress."""
+    from bopt.optim import _Box, _Search, _State, _iterate
+
+    def value_and_grad(x):  # problem 0 flat at 1; problem 1 inf right of 0.8, else a bowl
+        bowl = ((x - 0.3) ** 2).sum(-1)
+        value = torch.where(x[..., 0] > 0.8, torch.full_like(bowl, float("inf")), bowl)
+        flat = torch.arange(2) == 0
+        return (torch.where(flat, 1.0, value),
+                torch.where(flat.unsqueeze(-1), 0.0, 2 * (x - 0.3)))
+
+    x = torch.tensor([[0.5, 0.5], [0.9, 0.5]], dtype=torch.float64)
+    state = _State.start(x, *value_and_grad(x), torch.tensor(0.3, dtype=torch.float64))
+    box = _Box(*_box(2, torch.float64), torch.ones(2, 2, dtype=torch.bool), None)
+    alphas = torch.tensor((1.0, 0.3, 0.05), dtype=torch.float64)
+    search = _Search(alphas[:, None, None], 2 * alphas[:, None], alphas[-1] * 0.5,
+                     torch.arange(2), 0.0, 1)
+    assert state.fx[1] == float("inf")
+    _iterate(value_and_grad, state, box, search, first=True)
+    assert bool(torch.isfinite(state.fx[1]))
+    assert state.stalls.tolist() == [1, 0]

@@ -1,6 +1,7 @@
 """Tests for bopt.kernels.functional: each kernel function under the `KernelContract`
 (against its GPyTorch or BoTorch twin), plus what is particular to it."""
 
+import pytest
 import torch
 from kernel_contract import (KernelContract, OneLengthscaleSet, OverLayouts, categorical_twin,
                              draw_mixed_hypers, matern_twin, mixed_twin)
@@ -103,3 +104,15 @@ class TestMixedCross(OverLayouts, KernelContract):
         assert all(grad is None for grad in grads[1:])
         # Categorical columns get an exact zero, not a numerical estimate.
         assert bool((grads[0][:, list(MIXED.categorical)] == 0).all())
+
+    def test_second_derivatives_raise_instead_of_vanishing(self, point_sampler):
+        """The closed-form backward is not itself differentiable: asking for a Hessian
+        through it must fail loudly, not return zeros."""
+        g = torch.Generator().manual_seed(10)
+        X1 = point_sampler(MIXED, 4, g).requires_grad_(True)
+        X2 = point_sampler(MIXED, 3, g)
+        K = mixed_cross(X1, X2, draw_mixed_hypers(MIXED, g), MIXED.continuous,
+                        MIXED.categorical)
+        (grad,) = torch.autograd.grad((K**2).sum(), X1, create_graph=True)
+        with pytest.raises(RuntimeError):
+            torch.autograd.grad(grad.sum(), X1)
