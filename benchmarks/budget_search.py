@@ -10,6 +10,8 @@ Methods:
     gp-hyperband       the same + bopt.Hyperband
     gp-asha-level      ablation: the GP on one budget level at a time (BOHB's rule)
     gp-asha-completed  ablation: the GP on completed trials only
+    gp-asha-top        ablation: the acquisition at the top level with enough values, no
+                       promotion weight (the rule before)
     random-asha        bopt random search + bopt.ASHA (plain ASHA)
     gp-full            bopt GP, every trial to the full budget (no scheduler)
     random             random search, full budgets
@@ -44,7 +46,8 @@ from bopt.benchmarks.budget_tasks import BudgetTask, get_budget_task
 from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.references import suggest_config
 
-METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "random-asha",
+METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "gp-asha-top",
+           "random-asha",
            "gp-full", "random", "tpe-hyperband", "tpe-sha")
 REDUCTION = 3
 
@@ -177,6 +180,12 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
     book = _Ledger(total * task.max_budget)
     if method.startswith("tpe"):
         _run_optuna(task, method, seed, book)
+    elif method == "gp-asha-top":
+        bopt.fidelity.ACQUIRE = "top"
+        try:
+            _run_bopt(task, method, seed, book)
+        finally:
+            bopt.fidelity.ACQUIRE = "full"
     elif method in ("gp-asha-completed", "gp-asha-level"):
         with _ablation(method.rsplit("-", 1)[1], max(5, len(task.space) + 1)):
             _run_bopt(task, method, seed, book)

@@ -347,7 +347,7 @@ class Optimizer:
         """A configuration and its source, by the strategy or a fallback."""
         params, source, info = None, self.acquisition, self._plain_round(tid)
         model_based = is_model_based(self.acquisition)
-        data = self._round_data(batch, rows) if model_based else None
+        data = self._round_data(tid, batch, rows) if model_based else None
         if self.acquisition == "sobol" or (model_based and data is None):
             source = "sobol"
             params, cursor = next_sobol(cursor, self.space, n_initial=self.n_initial,
@@ -364,13 +364,15 @@ class Optimizer:
             source = "random" if self.acquisition == "random" else source
         return params, source, info, cursor, warm
 
-    def _round_data(self, batch: list[Trial], rows: list[Tensor]) -> RoundData | None:
+    def _round_data(self, tid: int, batch: list[Trial], rows: list[Tensor]
+                    ) -> RoundData | None:
         """The encoded history, the pending points (this batch's included) and the
         duplicate count, as CPU tensors; None while there are too few observations for a
         model. With a scheduler, over configuration and budget (`bopt.fidelity`)."""
         if self.scheduler is not None:
             return budget_round_data(self.scheduler, self._ledger.trials(), self._ledger.reports,
-                                     self._ledger.encoded, rows, max(self.n_initial, 2))
+                                     self._ledger.encoded, rows, max(self.n_initial, 2),
+                                     bracket=self.scheduler.bracket_of(tid))
         done = self._ledger.with_status("complete")
         if len(done) < max(self.n_initial, 2):
             return None

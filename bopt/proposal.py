@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from bopt.acquisition.budget import AtBudget, PromotionWeighted, with_budget
 from bopt.acquisition.optimize import multistart_maximize, perturb
 from bopt.acquisition.registry import ScoreContext, build_score
 from bopt.errors import FitError, NumericalError
@@ -131,6 +132,9 @@ class RoundData:
         acquire_at: None, or the budget position (last column) at which the acquisition
             is taken when the data span budgets (`bopt.fidelity`).
         acquire_budget: that position's budget, for the round's diagnostics.
+        promotion: None, or `(position, quantile)`: weigh the acquisition by the
+            probability that a new trial's value at budget position `position` is at least
+            the `quantile` of the values observed there (a schedule's first rung).
     """
 
     train_X: Tensor
@@ -140,6 +144,7 @@ class RoundData:
     sems: Tensor | None = None
     acquire_at: float | None = None
     acquire_budget: float | None = None
+    promotion: tuple[float, float] | None = None
 
 
 @dataclass
@@ -410,7 +415,8 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
         best_f=best_f, num_observations=Y.shape[0], d=layout.d, generator=generator,
         beta=settings.beta, num_pending=num_pending))
     if at is not None:  # from here on, configurations: `... x d`
-        score, X, pending_X = _score_at(score, at), X[:, :-1], pending_X[:, :-1]
+        score = _promotion_weighted(AtBudget(score, at), model, X, Y, data.promotion)
+        X, pending_X = X[:, :-1], pending_X[:, :-1]
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
@@ -462,21 +468,25 @@ def fidelity_layout(layout: Layout) -> Layout:
     return replace(layout, d=layout.d + 1, continuous=layout.continuous + (layout.d,))
 
 
-def _with_budget(X: Tensor, at: float) -> Tensor:
-    """`... x d` configurations -> `... x (d + 1)`, the budget column at `at`."""
-    return torch.cat([X, X.new_full((*X.shape[:-1], 1), at)], dim=-1)
-
-
-def _score_at(score: Callable[[Tensor], Tensor], at: float) -> Callable[[Tensor], Tensor]:
-    """A score of `b x q x (d + 1)` inputs as a score of `b x q x d` configurations."""
-    return lambda X: score(_with_budget(X, at))
+def _promotion_weighted(score: AtBudget, model: BoptGP, X: Tensor, Y: Tensor,
+                        promotion: tuple[float, float] | None):
+    """`score`, weighed by the chance of passing the first rung where `promotion` names
+    one that holds at least two of the `n x (d + 1)` rows (targets `Y`, `n x 1`)."""
+    if promotion is None:
+        return score
+    position, quantile = promotion
+    there = Y[(X[:, -1] - position).abs() < 1e-9, 0]
+    if there.numel() < 2:
+        return score
+    threshold = float(torch.quantile(there, quantile))
+    return PromotionWeighted(score, model, position, threshold, float(model.noise))
 
 
 def _incumbent_at(model: BoptGP, X: Tensor, at: float) -> Tensor:
     """The best posterior mean at budget position `at` among the `n x (d + 1)` training
     rows' configurations."""
     with torch.no_grad():
-        mean, _ = model.mean_std(_with_budget(X[:, :-1], at).unsqueeze(-2))  # n x 1
+        mean, _ = model.mean_std(with_budget(X[:, :-1], at).unsqueeze(-2))  # n x 1
     return mean.max()
 
 

@@ -8,6 +8,7 @@ import torch
 from support import FAST, continuous_space
 
 import bopt
+import bopt.fidelity
 from bopt import Optimizer, Trial
 from bopt.fidelity import budget_levels, budget_round_data, level_rows, value_at
 from bopt.schedulers import ASHA, Hyperband
@@ -60,31 +61,61 @@ def test_every_trial_counts_at_every_level_it_reached():
         (1, 0.0, 2.0), (2, 0.0, 2.5), (2, 0.5, 1.5), (5, 1.0, 0.7)]  # failed, stale: none
 
 
-def test_round_tensors_carry_the_budget_column_and_acquire_at_the_top_full_level():
+def _three_trials():
+    """A space, one pruned and two running trials, their curves on ASHA(1, 9, 3)'s levels,
+    and the encoder `budget_round_data` takes."""
     space = continuous_space()
     trials = [Trial(0, {"x": 0.1, "y": 0.0}, "pruned", 2.0, "sobol"),
               Trial(1, {"x": 0.9, "y": 1.0}, "pending", None, "sobol"),
               Trial(2, {"x": 0.5, "y": 1.0}, "pending", None, "sobol")]
     curves = {0: [(1, 2.0)], 1: [(1, 1.0), (3, 0.5)], 2: [(2, 1.5), (3, 0.7)]}
-    encoded = lambda ts: list(space.encode([t.params for t in ts]))  # noqa: E731
+    return space, trials, curves, lambda ts: list(space.encode([t.params for t in ts]))
+
+
+def test_round_tensors_carry_the_budget_column_and_acquire_at_the_full_budget():
+    space, trials, curves, encoded = _three_trials()
     extra = list(space.encode([{"x": 0.5, "y": 0.5}]))
     scheduler = ASHA(1, 9, 3)
     data = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, extra, 2)
     assert data.train_X.shape == (5, 3)
     assert data.train_X[:, -1].tolist() == [0.0, 0.0, 0.5, 0.0, 0.5]
     assert data.values.tolist() == [2.0, 1.0, 0.5, 1.5, 0.7]
-    # level 3 (position 0.5) holds two trials, enough: the acquisition looks there
-    assert data.acquire_at == 0.5 and data.acquire_budget == 3
-    # both running trials have a value at level 3 already: only the batch's row is pending
-    assert data.pending_X.shape == (1, 3) and data.pending_X[0, -1] == 0.5
-    assert torch.equal(data.pending_X[0, :-1], extra[0])
-    curves[2] = [(2, 1.5)]  # trial 2 has not reached level 3 yet: pending there
-    data = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, extra, 1)
-    assert data.acquire_at == 0.5 and data.pending_X.shape == (2, 3)
-    curves[2] = [(2, 1.5), (4, 0.7)]
-    lower = budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 3)
-    assert lower.acquire_at == 0.0 and lower.acquire_budget == 1  # only level 1 has three
+    # no trial has finished, yet the acquisition is taken at the full budget, weighed by
+    # the chance of passing rung 1 (position 0), where the best third goes on
+    assert data.acquire_at == 1.0 and data.acquire_budget == 9
+    assert data.promotion == (0.0, pytest.approx(2 / 3))
+    # nothing is known at the full budget: both running trials and the batch's row pending
+    assert data.pending_X.shape == (3, 3) and torch.all(data.pending_X[:, -1] == 1.0)
+    assert torch.equal(data.pending_X[-1, :-1], extra[0])
+    assert budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 3) is not None
     assert budget_round_data(scheduler, trials, lambda t: curves[t], encoded, [], 4) is None
+
+
+def test_the_promotion_rung_is_the_new_trials_bracket_first_rung():
+    space = continuous_space()
+    trials = [Trial(i, {"x": i / 4, "y": 0.0}, "pruned", 1.0, "sobol") for i in range(3)]
+    curves = {i: [(1, 1.0 + i)] for i in range(3)}
+    encoded = lambda ts: list(space.encode([t.params for t in ts]))  # noqa: E731
+    scheduler = Hyperband(1, 9, 3)  # brackets 0, 1, 2 start at 9, 3, 1: positions 1, 1/2, 0
+    rows = lambda t: curves[t]  # noqa: E731
+    assert budget_round_data(scheduler, trials, rows, encoded, [], 2,
+                             bracket=2).promotion == (0.0, pytest.approx(2 / 3))
+    assert budget_round_data(scheduler, trials, rows, encoded, [], 2,
+                             bracket=1).promotion == (0.5, pytest.approx(2 / 3))
+    none = budget_round_data(scheduler, trials, rows, encoded, [], 2, bracket=0)
+    assert none.promotion is None and none.acquire_at == 1.0  # bracket 0 stops nothing
+
+
+def test_the_previous_rule_acquires_at_the_top_level_with_enough_values(monkeypatch):
+    """`ACQUIRE = "top"` (the benchmark's ablation): the largest level holding values of
+    `min_trials` trials, no promotion weight."""
+    monkeypatch.setattr(bopt.fidelity, "ACQUIRE", "top")
+    _, trials, curves, encoded = _three_trials()
+    data = budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, [], 2)
+    assert data.acquire_at == 0.5 and data.acquire_budget == 3 and data.promotion is None
+    assert data.pending_X.shape == (0, 3)  # both running trials have a value at level 3
+    lower = budget_round_data(ASHA(1, 9, 3), trials, lambda t: curves[t], encoded, [], 3)
+    assert lower.acquire_at == 0.0 and lower.acquire_budget == 1  # only level 1 has three
 
 
 def _climb(opt: Optimizer, trial, until: int) -> None:
@@ -109,7 +140,7 @@ def test_the_model_starts_on_first_rung_values_before_any_trial_completes():
     info = opt.diagnostics[-1]
     assert info.num_observations == 4 + went_on  # every trial at rung 1, the rest also at 3
     assert set(info.lengthscales) == {"x", "y", "budget"}
-    assert info.budget_level == 1  # fewer than four trials reached rung 3
+    assert info.budget_level == 9  # acquired at the full budget, weighed at rung 1
     assert opt.diagnostics[0].budget_level is None  # the Sobol rounds fit nothing
 
 
@@ -121,8 +152,7 @@ def test_a_scheduled_study_proposes_from_the_model_and_recommends_from_completed
         trial = opt.suggest()
         levels.append(opt.diagnostics[-1].budget_level)
         _climb(opt, trial, until=9)
-    assert levels[:3] == [None] * 3 and levels[3] == 1
-    assert all(a <= b for a, b in zip(levels[3:], levels[4:]))  # it only climbs
+    assert levels[:3] == [None] * 3 and set(levels[3:]) == {9}
     sources = [t.source for t in opt.history]
     assert sources[:3] == ["sobol"] * 3 and set(sources[3:]) == {"ei"}
     done = [t for t in opt.history if t.status == "complete"]
