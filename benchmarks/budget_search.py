@@ -11,7 +11,7 @@ Methods:
     gp-asha-level      ablation: the GP on one budget level at a time (BOHB's rule)
     gp-asha-completed  ablation: the GP on completed trials only
     gp-asha-top        ablation: the acquisition at the top level with enough values, no
-                       promotion weight (the rule before)
+    gp-hyperband-top   promotion weight (the rule before), with either schedule
     random-asha        bopt random search + bopt.ASHA (plain ASHA)
     gp-full            bopt GP, every trial to the full budget (no scheduler)
     random             random search, full budgets
@@ -47,7 +47,7 @@ from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.references import suggest_config
 
 METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "gp-asha-top",
-           "random-asha",
+           "gp-hyperband-top", "random-asha",
            "gp-full", "random", "tpe-hyperband", "tpe-sha")
 REDUCTION = 3
 
@@ -180,7 +180,7 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
     book = _Ledger(total * task.max_budget)
     if method.startswith("tpe"):
         _run_optuna(task, method, seed, book)
-    elif method == "gp-asha-top":
+    elif method.endswith("-top"):
         bopt.fidelity.ACQUIRE = "top"
         try:
             _run_bopt(task, method, seed, book)
