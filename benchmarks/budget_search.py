@@ -82,7 +82,16 @@ class _Ledger:
 def _ablation(rule: str, min_trials: int):
     """The GP's data under an older rule, for the ablations: "completed" keeps the
     full-budget values only; "level" (BOHB's rule) keeps the largest level with at least
-    `min_trials` values. The budget column is then constant, which the GP ignores."""
+    `min_trials` values. The budget column is then constant, which the GP ignores. "top"
+    keeps every value and takes the acquisition at the largest level with enough values,
+    unweighted (`bopt.fidelity.ACQUIRE`)."""
+    if rule == "top":
+        bopt.fidelity.ACQUIRE = "top"
+        try:
+            yield
+        finally:
+            bopt.fidelity.ACQUIRE = "full"
+        return
     original = bopt.fidelity.level_rows
 
     def rows(scheduler, trials, reports):
@@ -180,13 +189,7 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
     book = _Ledger(total * task.max_budget)
     if method.startswith("tpe"):
         _run_optuna(task, method, seed, book)
-    elif method.endswith("-top"):
-        bopt.fidelity.ACQUIRE = "top"
-        try:
-            _run_bopt(task, method, seed, book)
-        finally:
-            bopt.fidelity.ACQUIRE = "full"
-    elif method in ("gp-asha-completed", "gp-asha-level"):
+    elif method.endswith("-top") or method in ("gp-asha-completed", "gp-asha-level"):
         with _ablation(method.rsplit("-", 1)[1], max(5, len(task.space) + 1)):
             _run_bopt(task, method, seed, book)
     else:
