@@ -16,6 +16,7 @@ bracket a new trial joins, and `continues` decides one report from the values a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -97,7 +98,8 @@ class Hyperband:
 
     New trials are spread over the brackets in the proportions of one Hyperband iteration
     (Li et al. 2018, Algorithm 1: `n_s = ceil((s_max + 1) / (s + 1) * reduction_factor**s)`
-    configurations in bracket `s`), in a fixed, repeating order.
+    configurations in bracket `s`), interleaved so that any number of trials keeps those
+    proportions (`bracket_of`).
 
     Attributes:
         min_budget, max_budget, reduction_factor: as for `ASHA`.
@@ -126,15 +128,32 @@ class Hyperband:
         return _rungs_from(first, self.max_budget, self.reduction_factor)
 
     def bracket_of(self, trial_index: int) -> int:
-        """The bracket of the `trial_index`-th trial: the most aggressive bracket takes the
-        first slots of each iteration, as Hyperband starts it first."""
-        sizes = self.bracket_sizes()
-        slot = trial_index % sum(sizes)
-        for s in range(len(sizes) - 1, -1, -1):
-            if slot < sizes[s]:
-                return s
-            slot -= sizes[s]
-        raise AssertionError("unreachable: slot is below the sum of the sizes")
+        """The bracket of the `trial_index`-th trial (0-based, in the order trials were
+        started).
+
+        One Hyperband iteration's `sum(bracket_sizes())` slots are interleaved by smooth
+        weighted round robin: every prefix of the sequence holds each bracket in about its
+        share of the iteration (at most one trial off), the most aggressive bracket first
+        on ties, and the sequence repeats. A study of a few dozen trials therefore runs
+        every bracket, not only the first (at max_budget / min_budget = 81, the first 81
+        trials of Algorithm 1's order are all in bracket 4: plain ASHA).
+        """
+        order = _interleaved(self.bracket_sizes())
+        return order[trial_index % len(order)]
+
+
+@functools.lru_cache(maxsize=32)
+def _interleaved(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """Indices `s` repeated `sizes[s]` times, spread out: at each step every index gains
+    its size in credit and the one with the most (the highest index on ties) is taken and
+    pays the total."""
+    credit, total, order = [0] * len(sizes), sum(sizes), []
+    for _ in range(total):
+        credit = [c + size for c, size in zip(credit, sizes)]
+        pick = max(range(len(sizes)), key=lambda s: (credit[s], s))
+        credit[pick] -= total
+        order.append(pick)
+    return tuple(order)
 
 
 def continues(value: float, recorded: Sequence[float], reduction_factor: float, *,
