@@ -3,6 +3,8 @@ through the optimizer's rounds."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from support import FAST, continuous_space
@@ -209,3 +211,20 @@ def test_noisy_ei_under_a_schedule_uses_the_budget_incumbent():
     for _ in range(4):
         _climb(opt, opt.suggest(), until=9)
     assert opt.suggest().source == "nei" and not opt.diagnostics[-1].noisy_ei
+
+
+@pytest.mark.parametrize("acquisition", ["ucb", "ts"])
+@pytest.mark.parametrize("scheduler", [ASHA(1, 9, 3), Hyperband(1, 9, 3)])
+def test_ucb_and_thompson_sampling_propose_under_a_schedule(acquisition, scheduler):
+    """The promotion weight joins scores that are not log EI's too: every model round
+    proposes an unseen configuration from a finite score, at the full budget, with no
+    fallback."""
+    opt = Optimizer(continuous_space(), acquisition, seed=6, scheduler=scheduler, **FAST)
+    for _ in range(9):
+        _climb(opt, opt.suggest(), until=9)
+    rounds = [r for r in opt.diagnostics if r.strategy == acquisition]
+    assert len(rounds) == 9 - FAST["n_initial"]
+    assert all(r.budget_level == 9 and r.fallback is None and not r.warnings for r in rounds)
+    assert all(math.isfinite(r.best_acquisition) for r in rounds)
+    configs = [tuple(t.params.values()) for t in opt.history]
+    assert len(set(configs)) == len(configs)
