@@ -12,6 +12,8 @@ Methods:
     gp-asha-completed  ablation: the GP on completed trials only
     gp-asha-top        ablation: the acquisition at the top level with enough values, no
     gp-hyperband-top   promotion weight (the rule before), with either schedule
+    gp-asha-levels     ablation: each budget level's values put on one scale before the
+                       fit (`bopt.fidelity.NORMALISE_LEVELS`)
     random-asha        bopt random search + bopt.ASHA (plain ASHA)
     gp-full            bopt GP, every trial to the full budget (no scheduler)
     random             random search, full budgets
@@ -47,6 +49,7 @@ from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.references import suggest_config
 
 METHODS = ("gp-asha", "gp-hyperband", "gp-asha-level", "gp-asha-completed", "gp-asha-top",
+           "gp-asha-levels",
            "gp-hyperband-top", "random-asha",
            "gp-full", "random", "tpe-hyperband", "tpe-sha")
 REDUCTION = 3
@@ -84,13 +87,16 @@ def _ablation(rule: str, min_trials: int):
     full-budget values only; "level" (BOHB's rule) keeps the largest level with at least
     `min_trials` values. The budget column is then constant, which the GP ignores. "top"
     keeps every value and takes the acquisition at the largest level with enough values,
-    unweighted (`bopt.fidelity.ACQUIRE`)."""
-    if rule == "top":
-        bopt.fidelity.ACQUIRE = "top"
+    unweighted (`bopt.fidelity.ACQUIRE`); "levels" maps each level's values onto one
+    scale (`bopt.fidelity.NORMALISE_LEVELS`)."""
+    if rule in ("top", "levels"):
+        name, value = ("ACQUIRE", "top") if rule == "top" else ("NORMALISE_LEVELS", True)
+        before = getattr(bopt.fidelity, name)
+        setattr(bopt.fidelity, name, value)
         try:
             yield
         finally:
-            bopt.fidelity.ACQUIRE = "full"
+            setattr(bopt.fidelity, name, before)
         return
     original = bopt.fidelity.level_rows
 
@@ -189,7 +195,8 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
     book = _Ledger(total * task.max_budget)
     if method.startswith("tpe"):
         _run_optuna(task, method, seed, book)
-    elif method.endswith("-top") or method in ("gp-asha-completed", "gp-asha-level"):
+    elif method.endswith("-top") or method in ("gp-asha-completed", "gp-asha-level",
+                                               "gp-asha-levels"):
         with _ablation(method.rsplit("-", 1)[1], max(5, len(task.space) + 1)):
             _run_bopt(task, method, seed, book)
     else:

@@ -228,3 +228,33 @@ def test_ucb_and_thompson_sampling_propose_under_a_schedule(acquisition, schedul
     assert all(math.isfinite(r.best_acquisition) for r in rounds)
     configs = [tuple(t.params.values()) for t in opt.history]
     assert len(set(configs)) == len(configs)
+
+
+def test_levels_are_put_on_the_scale_of_the_highest_level_with_enough_values():
+    """Rung 1 spans 1.0-3.0, rung 3 spans 0.2-0.4: rung 1's values are mapped onto rung 3's
+    median and spread, in order; rung 3 (the reference) and the one full-budget value above
+    it stay as they are; standard errors scale with their values."""
+    positions = [0.0] * 4 + [0.5] * 3 + [1.0]
+    values = [1.0, 2.0, 3.0, 2.5, 0.2, 0.3, 0.4, 0.25]
+    sems = [0.1, None, None, None, 0.01, None, None, 0.02]
+    out, out_sems = bopt.fidelity._levels_on_one_scale(positions, values, sems)
+    low = torch.tensor(out[:4])
+    assert torch.equal(low.argsort(), torch.tensor(values[:4]).argsort())  # order kept
+    assert float(low.median()) == pytest.approx(0.3, abs=0.06)  # rung 3's median ...
+    assert float(low.std()) == pytest.approx(0.1)  # ... and spread
+    assert out[0] == pytest.approx(0.3 + 0.1 * (1.0 - 2.25) / float(torch.tensor(values[:4]).std()))
+    assert out[4:] == values[4:]
+    assert out_sems[0] == pytest.approx(0.1 * 0.1 / float(torch.tensor(values[:4]).std()))
+    assert out_sems[4:] == sems[4:] and out_sems[1:4] == [None] * 3
+
+
+def test_a_level_with_few_values_takes_its_nearest_neighbours_map():
+    positions = [0.0] * 3 + [0.25] + [0.75] * 3
+    values = [10.0, 20.0, 30.0, 15.0, 1.0, 2.0, 3.0]
+    out, _ = bopt.fidelity._levels_on_one_scale(positions, values, [None] * 7)
+    assert out[3] == pytest.approx(1.5)  # rung 0.25 is nearer 0.0: mapped as 10-30 -> 1-3
+    assert out[:3] == pytest.approx([1.0, 2.0, 3.0]) and out[4:] == values[4:]
+    # no level with enough distinct values: nothing to map
+    assert bopt.fidelity._levels_on_one_scale([0.0, 0.0, 1.0], [1.0, 2.0, 3.0],
+                                              [None] * 3)[0] == [1.0, 2.0, 3.0]
+    assert bopt.fidelity._levels_on_one_scale([0.0] * 3, [1.0] * 3, [None] * 3)[0] == [1.0] * 3
