@@ -442,11 +442,13 @@ def _plain_value(p: Param, value: float) -> Choice:
 
 
 def _float_to_unit(v: Tensor, p: Float) -> Tensor:
-    """`n` values of `p` to `n` encoded values in [0, 1]."""
+    """`n` values of `p` (validated: in `[low, high]`) to `n` encoded values in [0, 1];
+    clamped, because torch's log and Python's can differ in the last bit (the lower bound
+    0.7501707274674178 of a log float encoded to -2.4e-17)."""
     if p.log:
         lo, hi = math.log(p.low), math.log(p.high)
-        return (torch.log(v) - lo) / (hi - lo)
-    return (v - p.low) / (p.high - p.low)
+        return ((torch.log(v) - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return ((v - p.low) / (p.high - p.low)).clamp(0.0, 1.0)
 
 
 def _float_from_unit(u: Tensor, p: Float) -> Tensor:
