@@ -56,7 +56,7 @@ _LEARNS = ("complete", "pruned", "pending")
 ACQUIRE = "full"
 # Whether each level's values are mapped, median and spread, onto the highest level that
 # has enough of them (`_levels_on_one_scale`). Off: at max budget 81 (10 seeds) it moved
-# the final median on hgb_digits from 0.123 to 0.118 but on mlp_digits from 0.086 to 0.092
+# the final median on hgb_digits from 0.120 to 0.118 but on mlp_digits from 0.086 to 0.092
 # (augmented_hartmann -3.155 -> -3.162); benchmarks/results/budget_search_81/, gp-asha-levels.
 NORMALISE_LEVELS = False
 _MIN_PER_LEVEL = 3  # values a level needs for its own median and spread
