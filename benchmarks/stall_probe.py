@@ -44,10 +44,15 @@ def _log_ei(best: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     from scipy.special import log_ndtr
     from scipy.stats import norm
 
-    z = (best - mean) / std
-    # z Phi(z) + phi(z) = phi(z) (1 + z Phi(z) / phi(z)); the log form keeps deep tails.
-    ratio = np.exp(log_ndtr(z) - norm.logpdf(z))
-    return np.log(std) + norm.logpdf(z) + np.log1p(np.maximum(z * ratio, -1 + 1e-16))
+    z = (best - mean) / np.maximum(std, 1e-300)
+    # Below 0, z Phi(z) + phi(z) = phi(z) (1 + z Phi(z) / phi(z)) in logs keeps the deep
+    # tail; above 0 the direct form is safe (the ratio overflows past z of about 37).
+    low = np.minimum(z, 0.0)
+    ratio = np.exp(log_ndtr(low) - norm.logpdf(low))
+    tail = norm.logpdf(low) + np.log1p(np.maximum(low * ratio, -1 + 1e-16))
+    with np.errstate(divide="ignore"):  # the branch not taken may underflow to log(0)
+        high = np.log(np.maximum(z, 0.0) * norm.cdf(z) + norm.pdf(z))
+    return np.log(std) + np.where(z < 0, tail, high)
 
 
 def probe(seed: int, budget: int, num_points: int = 20_000) -> dict:
@@ -72,7 +77,8 @@ def probe(seed: int, budget: int, num_points: int = 20_000) -> dict:
             "x_star_log_ei_rank": float(np.mean(log_ei[:-1] > log_ei[-1])),
             "nearest_observation_to_x_star": float(
                 np.linalg.norm(observed - np.array(X_STAR), axis=1).min()),
-            "lengthscales": opt.diagnostics[-1].lengthscales}
+            "lengthscales": opt.diagnostics[-1].lengthscales,
+            "warp_lambda": opt.diagnostics[-1].warp_lambda}
 
 
 def summarise(records: list[dict]) -> dict:
@@ -98,15 +104,19 @@ def _markdown(summary: dict, probes: list[dict], seeds: int, budget: int) -> str
     for method, s in summary.items():
         lines.append(f"| {method} | {s['runs']} | {s['hit']} | {s['stuck']} | "
                      f"{s['median_regret']:.3g} |")
-    lines += ["", "Stuck log-EI runs, their final model at x* (objective units):", "",
-              "| seed | regret | mean at x* | sd at x* | max sd (uniform) | log EI at x* | "
+    lines += ["", "Stuck log-EI runs, their final model at x* (objective units, from "
+              "`Optimizer.predict`: the posterior median and the half-width of its central "
+              "68% band, a mean and standard deviation where the output warp is linear, as "
+              "it was in these runs; log EI from them):", "",
+              "| seed | regret | median at x* | 68% half-width at x* | max half-width (uniform) | log EI at x* | "
               "max log EI (uniform) | share of uniform points above x* | nearest trial |",
               "|---|---|---|---|---|---|---|---|---|"]
     for p in probes:
         lines.append(f"| {p['seed']} | {p['regret']:.3g} | {p['x_star_mean']:.2f} | "
                      f"{p['x_star_std']:.2f} | {p['uniform_std_max']:.2f} | "
                      f"{p['x_star_log_ei']:.1f} | {p['uniform_log_ei_max']:.1f} | "
-                     f"{p['x_star_log_ei_rank']:.2f} | {p['nearest_observation_to_x_star']:.2f} |")
+                     f"{p['x_star_log_ei_rank']:.2f} | {p['nearest_observation_to_x_star']:.2f} |"
+                     + ("" if p.get("replay_equals_record", True) else " replay differs |"))
     if probes:
         ranks = [p["x_star_log_ei_rank"] for p in probes]
         lines += ["", f"Median share of uniform points whose log EI beats x*'s: "
@@ -125,14 +135,15 @@ def main() -> None:
     out = Path(args.out)
     run_benchmark(["hartmann6"], args.methods.split(","), args.seeds, args.budget, out,
                   progress=False)
-    records = [r for r in read_runs(out / RUNS_FILE) if r["budget"] == args.budget
-               and r["seed"] < args.seeds]
+    records = [r for r in read_runs(out / RUNS_FILE) if r["problem"] == "hartmann6"
+               and r["budget"] == args.budget and r["seed"] < args.seeds]
     summary = summarise(records)
     stuck = summary.get("ei", {}).get("stuck_seeds", [])
     probes = [probe(seed, args.budget) for seed in stuck]
-    for p in probes:  # the replay is the recorded run
+    for p in probes:  # the replay should be the recorded run; say so when it is not
         recorded = next(r for r in records if r["method"] == "ei" and r["seed"] == p["seed"])
-        assert math.isclose(p["regret"], recorded["regret"][-1], rel_tol=1e-9), p["seed"]
+        p["replay_equals_record"] = math.isclose(p["regret"], recorded["regret"][-1],
+                                                 rel_tol=1e-9)
     (out / "stall_probe.json").write_text(json.dumps(
         {"summary": summary, "probes": probes, "machine": describe_machine()["summary"]},
         indent=1))

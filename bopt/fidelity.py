@@ -189,6 +189,9 @@ def _levels_on_one_scale(positions: list[float], values: list[float],
     early spread and leaves the full-budget differences that matter inside its noise. The
     map keeps each level's order (what a rung decides on) and puts the levels' spreads on
     one scale, that of the budget the acquisition is taken at once it has enough values.
+    Known weakness (the rule is an ablation, off by default): a level without a spread of
+    its own borrows its neighbour's median too, so a level of equal values can land far
+    outside the reference's range.
     """
     by_level = collections.defaultdict(list)
     for position, value in zip(positions, values):

@@ -184,9 +184,10 @@ def decode_integer(u: Tensor, col: IntegerColumn) -> Tensor:
 
 
 def encode_integer(v: Tensor, col: IntegerColumn) -> Tensor:
-    """Inverse of `decode_integer`: integer-scale `v` to [0, 1]."""
+    """Inverse of `decode_integer`: integer-scale `v` to [0, 1] (clamped: torch's log and
+    Python's differ in the last bit for some bounds, e.g. 9170)."""
     v = v.clamp(col.low, col.high)
     if col.log:
         lo, hi = math.log(col.low), math.log(col.high)
-        return (torch.log(v) - lo) / (hi - lo)
+        return ((torch.log(v) - lo) / (hi - lo)).clamp(0.0, 1.0)
     return (v - col.low) / (col.high - col.low)

@@ -19,13 +19,14 @@ import dataclasses
 import functools
 import math
 import numbers
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from bopt.errors import ArgumentError
-from bopt.validation import check_number, finite_value
+from bopt.validation import check_choice, check_number, finite_value
 
 
 def _rungs_from(first: float, max_budget: float, reduction_factor: float) -> tuple[float, ...]:
@@ -94,7 +95,7 @@ class ASHA:
 class Hyperband:
     """Hyperband's brackets run asynchronously: bracket `s` (0 .. s_max) starts its trials
     at budget `max_budget / reduction_factor**s` and halves them at every rung after, so
-    bracket 0 never stops a trial and bracket `s_max` starts at `min_budget`.
+    bracket 0 never stops a trial and bracket `s_max` starts at or just above `min_budget`.
 
     New trials are spread over the brackets in the proportions of one Hyperband iteration
     (Li et al. 2018, Algorithm 1: `n_s = ceil((s_max + 1) / (s + 1) * reduction_factor**s)`
@@ -102,15 +103,24 @@ class Hyperband:
     proportions (`bracket_of`).
 
     Attributes:
-        min_budget, max_budget, reduction_factor: as for `ASHA`.
+        min_budget, max_budget, reduction_factor: as for `ASHA`. When
+            `log(max_budget / min_budget)` is not a whole number of `log(reduction_factor)`,
+            the most aggressive bracket starts above `min_budget` (at
+            `max_budget / reduction_factor**s_max`).
+        order: "interleaved" (the default), or "sequential": Algorithm 1's order, each
+            iteration's slots bracket by bracket, most aggressive first, so that a study of
+            fewer trials than that bracket's size runs it alone. Studies stored before the
+            interleaved order existed load with "sequential" and keep their trials' brackets.
     """
 
     min_budget: float = 1.0
     max_budget: float = 81.0
     reduction_factor: float = 3.0
+    order: str = "interleaved"
 
     def __post_init__(self) -> None:
         _check_budgets("Hyperband", self.min_budget, self.max_budget, self.reduction_factor)
+        check_choice(self.order, "Hyperband: order", _ORDERS)
 
     @property
     def num_brackets(self) -> int:
@@ -128,32 +138,55 @@ class Hyperband:
         return _rungs_from(first, self.max_budget, self.reduction_factor)
 
     def bracket_of(self, trial_index: int) -> int:
-        """The bracket of the `trial_index`-th trial (0-based, in the order trials were
-        started).
+        """The bracket of the study's trial with id `trial_index` (ids count every trial the
+        study created, in order).
 
-        One Hyperband iteration's `sum(bracket_sizes())` slots are interleaved by smooth
-        weighted round robin: every prefix of the sequence holds each bracket in about its
-        share of the iteration (at most one trial off), the most aggressive bracket first
-        on ties, and the sequence repeats. A study of a few dozen trials therefore runs
-        every bracket, not only the first (at max_budget / min_budget = 81, the first 81
-        trials of Algorithm 1's order are all in bracket 4: plain ASHA).
+        With `order="interleaved"`, one Hyperband iteration's `sum(bracket_sizes())` slots
+        are spread by smooth weighted round robin: every prefix of the sequence holds each
+        bracket in its share of the iteration (at most one trial off), the most aggressive
+        bracket first on ties, and the sequence repeats. A study of a few dozen trials then
+        runs every bracket (at max_budget / min_budget = 81, the first 81 trials of
+        Algorithm 1's order are all in bracket 4: plain ASHA).
         """
-        order = _interleaved(self.bracket_sizes())
-        return order[trial_index % len(order)]
+        sizes = self.bracket_sizes()
+        if self.order == "interleaved":
+            return _interleaving(sizes).at(trial_index)
+        slot = trial_index % sum(sizes)
+        for s in range(len(sizes) - 1, -1, -1):
+            if slot < sizes[s]:
+                return s
+            slot -= sizes[s]
+        raise AssertionError("unreachable: slot is below the sum of the sizes")
+
+
+_ORDERS = ("interleaved", "sequential")
+
+
+class _Interleaving:
+    """Indices `s` repeated `sizes[s]` times per cycle, spread out: at each step every index
+    gains its size in credit and the one with the most (the highest index on ties) is taken
+    and pays the cycle's length. Built only as far as asked (a cycle of a large budget
+    ratio has millions of slots; a study uses its first few hundred)."""
+
+    def __init__(self, sizes: tuple[int, ...]):
+        self.sizes, self.total = sizes, sum(sizes)
+        self.credit, self.order = [0] * len(sizes), []
+        self.lock = threading.Lock()
+
+    def at(self, index: int) -> int:
+        index %= self.total
+        with self.lock:
+            while len(self.order) <= index:
+                self.credit = [c + size for c, size in zip(self.credit, self.sizes)]
+                pick = max(range(len(self.sizes)), key=lambda s: (self.credit[s], s))
+                self.credit[pick] -= self.total
+                self.order.append(pick)
+            return self.order[index]
 
 
 @functools.lru_cache(maxsize=32)
-def _interleaved(sizes: tuple[int, ...]) -> tuple[int, ...]:
-    """Indices `s` repeated `sizes[s]` times, spread out: at each step every index gains
-    its size in credit and the one with the most (the highest index on ties) is taken and
-    pays the total."""
-    credit, total, order = [0] * len(sizes), sum(sizes), []
-    for _ in range(total):
-        credit = [c + size for c, size in zip(credit, sizes)]
-        pick = max(range(len(sizes)), key=lambda s: (credit[s], s))
-        credit[pick] -= total
-        order.append(pick)
-    return tuple(order)
+def _interleaving(sizes: tuple[int, ...]) -> _Interleaving:
+    return _Interleaving(sizes)
 
 
 def continues(value: float, recorded: Sequence[float], reduction_factor: float, *,
@@ -196,6 +229,8 @@ def scheduler_from_dict(data: dict | None) -> Scheduler | None:
     if data.get("kind") not in kinds:
         raise ArgumentError(f"unknown scheduler {data.get('kind')!r}; expected one of "
                             f"{sorted(kinds)}.")
+    if data["kind"] == "Hyperband":
+        fields.setdefault("order", "sequential")  # stored before the order was a setting
     return kinds[data["kind"]](**fields)
 
 

@@ -11,6 +11,8 @@ from support import FAST, continuous_space
 
 import bopt
 import bopt.fidelity
+import bopt.proposal
+from bopt.acquisition.budget import PromotionWeighted
 from bopt import Optimizer, Trial
 from bopt.fidelity import budget_levels, budget_round_data, level_rows, value_at
 from bopt.schedulers import ASHA, Hyperband
@@ -215,15 +217,27 @@ def test_noisy_ei_under_a_schedule_uses_the_budget_incumbent():
 
 @pytest.mark.parametrize("acquisition", ["ucb", "ts"])
 @pytest.mark.parametrize("scheduler", [ASHA(1, 9, 3), Hyperband(1, 9, 3)])
-def test_ucb_and_thompson_sampling_propose_under_a_schedule(acquisition, scheduler):
-    """The promotion weight joins scores that are not log EI's too: every model round
-    proposes an unseen configuration from a finite score, at the full budget, with no
-    fallback."""
+def test_ucb_and_thompson_sampling_propose_under_a_schedule(acquisition, scheduler,
+                                                            monkeypatch):
+    """The promotion weight joins scores that are not log EI's too: every model round of a
+    bracket with rungs weighs its score (and only those), and proposes an unseen
+    configuration from a finite score, at the full budget, with no fallback."""
+    weighted = []
+    original = bopt.proposal._promotion_weighted
+
+    def spy(*args):
+        score = original(*args)
+        weighted.append(isinstance(score, PromotionWeighted))
+        return score
+
+    monkeypatch.setattr(bopt.proposal, "_promotion_weighted", spy)
     opt = Optimizer(continuous_space(), acquisition, seed=6, scheduler=scheduler, **FAST)
     for _ in range(9):
         _climb(opt, opt.suggest(), until=9)
     rounds = [r for r in opt.diagnostics if r.strategy == acquisition]
-    assert len(rounds) == 9 - FAST["n_initial"]
+    assert len(rounds) == 9 - FAST["n_initial"] == len(weighted)
+    with_rungs = [bool(scheduler.rungs(scheduler.bracket_of(r.trial_id))) for r in rounds]
+    assert weighted == with_rungs and any(with_rungs)
     assert all(r.budget_level == 9 and r.fallback is None and not r.warnings for r in rounds)
     assert all(math.isfinite(r.best_acquisition) for r in rounds)
     configs = [tuple(t.params.values()) for t in opt.history]

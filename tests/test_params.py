@@ -193,3 +193,12 @@ def test_a_log_float_encodes_its_bounds_to_exactly_zero_and_one(low, high):
     X = space.encode([{"p": low}, {"p": high}, {"p": (low * high) ** 0.5}])
     assert X[0, 0].item() == 0.0 and X[1, 0].item() == 1.0
     assert 0.0 < X[2, 0].item() < 1.0
+
+
+@pytest.mark.parametrize("low, high", [(9170, 91700), (19143, 30000), (1, 1000)])
+def test_a_log_int_encodes_its_bounds_to_exactly_zero_and_one(low, high):
+    """The same last-bit difference for integers (9170's log differs between torch and
+    Python: the lower bound encoded to -7.7e-16)."""
+    space = Space([Int("n", low, high, log=True)])
+    X = space.encode([{"n": low}, {"n": high}])
+    assert X[0, 0].item() == 0.0 and X[1, 0].item() == 1.0

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from bopt.errors import ArgumentError
-from bopt.schedulers import ASHA, Hyperband, continues
+from bopt.schedulers import (ASHA, Hyperband, continues, scheduler_from_dict,
+                             scheduler_to_dict)
 
 
 def test_asha_rungs_are_powers_of_the_factor_below_the_full_budget():
@@ -42,6 +43,30 @@ def test_every_prefix_of_the_bracket_order_keeps_the_iterations_proportions(sche
         for s, size in enumerate(sizes):
             assert abs(counts[s] - (i + 1) * size / total) < 1.0, (i, s, counts)
     assert len({scheduler.bracket_of(i) for i in range(10)}) >= 2
+
+
+def test_the_sequential_order_is_algorithm_1s_and_stored_studies_keep_it():
+    """A study stored before the interleaved order (its scheduler dict has no "order")
+    loads with Algorithm 1's order, so its trials keep their brackets."""
+    hb = Hyperband(1, 81, 3, order="sequential")
+    first_iteration = [hb.bracket_of(i) for i in range(143)]
+    assert first_iteration == [4] * 81 + [3] * 34 + [2] * 15 + [1] * 8 + [0] * 5
+    stored = {"kind": "Hyperband", "min_budget": 1, "max_budget": 81, "reduction_factor": 3}
+    assert scheduler_from_dict(stored) == hb
+    new = Hyperband(1, 81, 3)
+    assert new.order == "interleaved" and scheduler_from_dict(scheduler_to_dict(new)) == new
+    with pytest.raises(ArgumentError, match=r"Hyperband: order must be one of \('interleaved', "
+                                            r"'sequential'\); got 'random'"):
+        Hyperband(1, 81, 3, order="random")
+
+
+def test_a_huge_budget_ratio_builds_only_the_order_a_study_uses():
+    """Hyperband(1, 1e9, 2) has 30 brackets and about 1e9 slots per iteration: the
+    interleaved order is built as far as the trial ids asked for, not the whole cycle."""
+    hb = Hyperband(1, 1e9, 2)
+    assert hb.num_brackets == 30 and sum(hb.bracket_sizes()) > 1e9
+    brackets = [hb.bracket_of(i) for i in range(200)]
+    assert brackets[0] == 29 and len(set(brackets)) > 5
 
 
 def test_continues_matches_the_percentile_rule_in_both_directions():
