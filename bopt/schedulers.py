@@ -134,8 +134,14 @@ class Hyperband:
                      for s in range(s_max + 1))
 
     def rungs(self, bracket: int) -> tuple[float, ...]:
-        first = self.max_budget / self.reduction_factor**bracket
-        return _rungs_from(first, self.max_budget, self.reduction_factor)
+        """Bracket `bracket`'s rungs: the last `bracket` rungs of the most aggressive
+        bracket, the very same floats, so that one rung's decisions pool every bracket's
+        trials (computed per bracket, 100 / 3**3 * 3 and 100 / 3**2 differ in the last bit,
+        and a rung's pool is keyed by its budget)."""
+        s_max = self.num_brackets - 1
+        chain = _rungs_from(self.max_budget / self.reduction_factor**s_max, self.max_budget,
+                            self.reduction_factor)
+        return chain[len(chain) - bracket:] if bracket else ()
 
     def bracket_of(self, trial_index: int) -> int:
         """The bracket of the study's trial with id `trial_index` (ids count every trial the

@@ -101,3 +101,19 @@ def test_the_first_trial_continues_and_about_one_in_eta_survives():
 def test_bad_schedules_name_the_argument(make, message):
     with pytest.raises(ArgumentError, match=message):
         make()
+
+
+@pytest.mark.parametrize("scheduler", [Hyperband(1, 100, 3), Hyperband(0.5, 100, 4),
+                                       Hyperband(1, 10, 3), Hyperband(1, 81, 3)])
+def test_every_brackets_rungs_are_the_same_floats_as_the_most_aggressive_ones(scheduler):
+    """A rung's decisions pool every bracket's trials by its budget: at R = 100, eta = 3,
+    bracket 1's rung 33.333333333333336 and bracket 2's 33.33333333333333 were two pools."""
+    s_max = scheduler.num_brackets - 1
+    chain = scheduler.rungs(s_max)
+    assert len(chain) == s_max and chain[-1] < scheduler.max_budget
+    for s in range(s_max + 1):
+        rungs = scheduler.rungs(s)
+        assert len(rungs) == s and rungs == chain[s_max - s:]
+        for k, budget in enumerate(rungs):  # each where Hyperband puts it
+            assert budget == pytest.approx(
+                scheduler.max_budget / scheduler.reduction_factor**(s - k), rel=1e-12)
