@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import numbers
 import threading
@@ -27,6 +28,8 @@ import numpy as np
 
 from bopt.errors import ArgumentError
 from bopt.validation import check_choice, check_number, finite_value
+
+logger = logging.getLogger("bopt")
 
 
 def _rungs_from(first: float, max_budget: float, reduction_factor: float) -> tuple[float, ...]:
@@ -121,6 +124,12 @@ class Hyperband:
     def __post_init__(self) -> None:
         _check_budgets("Hyperband", self.min_budget, self.max_budget, self.reduction_factor)
         check_choice(self.order, "Hyperband: order", _ORDERS)
+        if self.num_brackets == 1:
+            logger.warning(
+                "Hyperband(min_budget=%r, max_budget=%r, reduction_factor=%r) has one bracket, "
+                "which stops no trial: early stopping needs max_budget / min_budget >= "
+                "reduction_factor (ASHA with these budgets stops at min_budget)",
+                self.min_budget, self.max_budget, self.reduction_factor)
 
     @property
     def num_brackets(self) -> int:

@@ -117,3 +117,14 @@ def test_every_brackets_rungs_are_the_same_floats_as_the_most_aggressive_ones(sc
         for k, budget in enumerate(rungs):  # each where Hyperband puts it
             assert budget == pytest.approx(
                 scheduler.max_budget / scheduler.reduction_factor**(s - k), rel=1e-12)
+
+
+def test_a_hyperband_with_one_bracket_says_it_stops_nothing(caplog):
+    with caplog.at_level("WARNING", logger="bopt"):
+        hb = Hyperband(1, 2, 3)
+    assert hb.num_brackets == 1 and hb.rungs(0) == () and ASHA(1, 2, 3).rungs() == (1,)
+    assert "has one bracket, which stops no trial" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bopt"):
+        Hyperband(1, 3, 3)  # two brackets: bracket 1 stops at 1
+    assert caplog.text == ""
