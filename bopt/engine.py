@@ -491,13 +491,17 @@ class Optimizer:
 
     def rung_summary(self) -> list[dict]:
         """Per bracket and rung of the schedule: how many trials entered it, went on, and
-        were stopped there (every worker's, with storage); [] without a scheduler."""
+        were stopped there (every worker's, with storage), and how well the rung's values
+        rank the completed trials as their full-budget values do (`agreement`, see
+        `bopt.schedulers.summarize_rungs`); [] without a scheduler."""
         if self.scheduler is None:
             return []
         with self._lock:
             self._ledger.sync()
-            decided = {t.id: self._ledger.decisions(t.id) for t in self._ledger.trials()}
-        return summarize_rungs(self.scheduler, decided)
+            trials = self._ledger.trials()
+            decided = {t.id: self._ledger.decisions(t.id) for t in trials}
+        finals = {t.id: t.value for t in trials if t.status == "complete"}
+        return summarize_rungs(self.scheduler, decided, finals)
 
     def curve(self, trial: Trial | int) -> list[tuple[float, float]]:
         """The trial's `(budget, value)` reports, by budget (every worker's, with storage)."""

@@ -295,18 +295,57 @@ def prune_if_stopped(ledger, trial) -> bool:
     return True
 
 
-def summarize_rungs(scheduler: Scheduler, decisions: dict[int, list[tuple[float, float, bool]]]
-                    ) -> list[dict]:
-    """`{"bracket", "rung", "entered", "continued", "stopped"}` per bracket and rung, from
-    each trial's `(rung, value, stop)` decisions (trial id -> its decisions)."""
+def summarize_rungs(scheduler: Scheduler, decisions: dict[int, list[tuple[float, float, bool]]],
+                    finals: dict[int, float] | None = None) -> list[dict]:
+    """`{"bracket", "rung", "entered", "continued", "stopped", "agreement"}` per bracket
+    and rung, from each trial's `(rung, value, stop)` decisions (trial id -> its decisions)
+    and the completed trials' values (`finals`, trial id -> value).
+
+    `agreement` is the Spearman rank correlation between the values at the rung and at the
+    full budget of the completed trials that passed it (None below `_MIN_AGREEMENT` such
+    trials, or when either side is constant): near 1 the rung ranks configurations as the
+    full budget does; near 0 or below it misleads, and stopping there throws good trials
+    away (a larger grace period, or Hyperband's later brackets, are then safer). The
+    trials it is computed on all passed the rung, so it reads low when the rung already
+    separated them well; read it beside `continued` and `stopped`.
+    """
+    finals = finals or {}
     rows = []
     for bracket in range(scheduler.num_brackets):
         ids = [tid for tid in decisions if scheduler.bracket_of(tid) == bracket]
         for rung in scheduler.rungs(bracket):
             made = [stop for tid in ids for r, _, stop in decisions[tid] if r == rung]
+            pairs = [(value, finals[tid]) for tid in ids if tid in finals
+                     for r, value, _ in decisions[tid] if r == rung]
             rows.append({"bracket": bracket, "rung": rung, "entered": len(made),
-                         "continued": made.count(False), "stopped": made.count(True)})
+                         "continued": made.count(False), "stopped": made.count(True),
+                         "agreement": _rank_agreement(pairs)})
     return rows
+
+
+_MIN_AGREEMENT = 4  # completed trials a rung's agreement needs
+
+
+def _rank_agreement(pairs: list[tuple[float, float]]) -> float | None:
+    """Spearman's correlation of `(value at the rung, value at the full budget)` pairs."""
+    if len(pairs) < _MIN_AGREEMENT:
+        return None
+    ranks = [_average_ranks([p[i] for p in pairs]) for i in (0, 1)]
+    if min(np.std(r) for r in ranks) == 0:
+        return None
+    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
+
+
+def _average_ranks(values: list[float]) -> np.ndarray:
+    """Ranks 0..n-1 of `values`, ties given their mean rank."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
 def check_scheduler(scheduler: object) -> Scheduler | None:

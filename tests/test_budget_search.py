@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from support import FAST, continuous_space
 
 from bopt import ArgumentError, ObservationError, Optimizer, TrialError
-from bopt.schedulers import ASHA, Hyperband
+from bopt.schedulers import ASHA, Hyperband, summarize_rungs
 
 
 def _curve(params: dict, budget: float) -> float:
@@ -157,6 +158,39 @@ def test_rung_summary_counts_what_each_rung_let_through():
     for upper, lower in zip(rows[1:], rows[:-1]):
         assert upper["entered"] == lower["continued"]  # who goes on reaches the next rung
     assert Optimizer(continuous_space()).rung_summary() == []
+    # the loss ranks configurations alike at every budget: each rung agrees with the full one
+    assert [r["agreement"] for r in rows] == [pytest.approx(1.0)] * 3
+
+
+def test_rung_agreement_is_spearmans_correlation_with_the_full_budget():
+    """Cross-checked against scipy on random pairs with ties; a rung that reverses the
+    order reads -1; too few completed trials, or a constant side, read None."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    scheduler = ASHA(1, 9, 3)  # rungs 1 and 3
+    for _ in range(20):
+        n = int(rng.integers(4, 12))
+        at_rung = rng.integers(0, 4, n).astype(float).tolist()  # ties
+        final = (np.asarray(at_rung) + rng.normal(0, 1.5, n)).tolist()
+        decisions = {tid: [(1.0, v, False)] for tid, v in enumerate(at_rung)}
+        finals = dict(enumerate(final))
+        row = summarize_rungs(scheduler, decisions, finals)[0]
+        expected = spearmanr(at_rung, final)[0]
+        if np.isnan(expected):
+            assert row["agreement"] is None
+        else:
+            assert row["agreement"] == pytest.approx(expected, abs=1e-12)
+    decisions = {tid: [(1.0, float(tid), False)] for tid in range(5)}
+    reversed_finals = {tid: -float(tid) for tid in range(5)}
+    assert summarize_rungs(scheduler, decisions, reversed_finals)[0]["agreement"] == (
+        pytest.approx(-1.0))
+    assert summarize_rungs(scheduler, decisions, {0: 1.0, 1: 2.0, 2: 3.0})[0][
+        "agreement"] is None  # three completed trials: too few
+    assert summarize_rungs(scheduler, decisions, {t: 1.0 for t in range(5)})[0][
+        "agreement"] is None  # the full budget cannot tell them apart
+    assert summarize_rungs(scheduler, decisions)[1] == {
+        "bracket": 0, "rung": 3, "entered": 0, "continued": 0, "stopped": 0, "agreement": None}
 
 
 def test_learning_curve_and_rung_plots():
