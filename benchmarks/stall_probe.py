@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import bopt
+from bopt.acquisition.ei import log_expected_improvement
 from bopt.benchmarks import get_problem
 from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.records import read_runs
@@ -40,19 +41,10 @@ X_STAR = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)
 
 
 def _log_ei(best: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """log E[max(best - f, 0)] for minimisation, f ~ N(mean, std^2)."""
-    from scipy.special import log_ndtr
-    from scipy.stats import norm
-
-    z = (best - mean) / np.maximum(std, 1e-300)
-    # Below 0, z Phi(z) + phi(z) = phi(z) (1 + z Phi(z) / phi(z)) in logs keeps the deep
-    # tail; above 0 the direct form is safe (the ratio overflows past z of about 37).
-    low = np.minimum(z, 0.0)
-    ratio = np.exp(log_ndtr(low) - norm.logpdf(low))
-    tail = norm.logpdf(low) + np.log1p(np.maximum(low * ratio, -1 + 1e-16))
-    with np.errstate(divide="ignore"):  # the branch not taken may underflow to log(0)
-        high = np.log(np.maximum(z, 0.0) * norm.cdf(z) + norm.pdf(z))
-    return np.log(std) + np.where(z < 0, tail, high)
+    """log E[max(best - f, 0)] for minimisation, f ~ N(mean, std^2): bopt's own log EI
+    (`bopt.acquisition.ei.log_expected_improvement`, for maximisation) on -f."""
+    value = log_expected_improvement(-torch.as_tensor(mean), torch.as_tensor(std), -best)
+    return value.numpy()
 
 
 def probe(seed: int, budget: int, num_points: int = 20_000) -> dict:

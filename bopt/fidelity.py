@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import math
+import statistics
 from collections.abc import Callable, Sequence
 
 import torch
@@ -196,8 +197,9 @@ def _levels_on_one_scale(positions: list[float], values: list[float],
     by_level = collections.defaultdict(list)
     for position, value in zip(positions, values):
         by_level[position].append(value)
-    stats = {p: (_median(v), _spread(v)) for p, v in by_level.items()
-             if len(v) >= _MIN_PER_LEVEL and _spread(v) > 0}
+    stats = {p: (statistics.median(v), _spread(v)) for p, v in by_level.items()
+             if len(v) >= _MIN_PER_LEVEL}
+    stats = {p: (m, s) for p, (m, s) in stats.items() if s > 0}
     if not stats:
         return values, sems
     ref = max(stats)
@@ -216,12 +218,8 @@ def _levels_on_one_scale(positions: list[float], values: list[float],
     return out_values, out_sems
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-
-
 def _spread(values: list[float]) -> float:
+    """The sample standard deviation in plain float arithmetic (`statistics.stdev` rounds
+    differently in the last bits, and the ablation's committed runs replay on these)."""
     mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

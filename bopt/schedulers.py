@@ -150,7 +150,7 @@ class Hyperband:
         s_max = self.num_brackets - 1
         chain = _rungs_from(self.max_budget / self.reduction_factor**s_max, self.max_budget,
                             self.reduction_factor)
-        return chain[len(chain) - bracket:] if bracket else ()
+        return chain[len(chain) - bracket:]
 
     def bracket_of(self, trial_index: int) -> int:
         """The bracket of the study's trial with id `trial_index` (ids count every trial the
@@ -328,24 +328,14 @@ _MIN_AGREEMENT = 4  # completed trials a rung's agreement needs
 
 def _rank_agreement(pairs: list[tuple[float, float]]) -> float | None:
     """Spearman's correlation of `(value at the rung, value at the full budget)` pairs."""
+    from scipy.stats import spearmanr  # scipy ships with BoTorch
+
     if len(pairs) < _MIN_AGREEMENT:
         return None
-    ranks = [_average_ranks([p[i] for p in pairs]) for i in (0, 1)]
-    if min(np.std(r) for r in ranks) == 0:
+    at_rung, final = zip(*pairs)
+    if len(set(at_rung)) == 1 or len(set(final)) == 1:  # no ranking to compare
         return None
-    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
-
-
-def _average_ranks(values: list[float]) -> np.ndarray:
-    """Ranks 0..n-1 of `values`, ties given their mean rank."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=float)
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    return float(spearmanr(at_rung, final)[0])
 
 
 def check_scheduler(scheduler: object) -> Scheduler | None:
