@@ -61,3 +61,29 @@ def test_an_unknown_method_is_refused(load_script, tmp_path):
     script = load_script("budget_search")
     with pytest.raises(SystemExit):
         script.main(["--methods", "gp-magic", "--out", str(tmp_path), "--seeds", "1"])
+
+
+def test_replay_reads_the_budgets_from_the_records_and_flags_a_difference(finished, load_script,
+                                                                          tmp_path):
+    _, out, _, _ = finished
+    replay = load_script("budget_search_replay")
+    result = tmp_path / "replay.json"
+    args = ["--folder", str(out), "--tasks", "augmented_branin", "--methods", "gp-asha,random-asha",
+            "--seeds", "0-1", "--out", str(result)]
+    assert replay.main(args) == 0  # max budget 9 and total 4 x 9 read from the records
+    rows = json.loads(result.read_text())
+    assert [(r["method"], r["seed"], r["max_budget"], r["equal"]) for r in rows] == [
+        ("gp-asha", 0, 9, True), ("gp-asha", 1, 9, True),
+        ("random-asha", 0, 9, True), ("random-asha", 1, 9, True)]
+    records = [json.loads(line) for line in (out / "augmented_branin.jsonl").read_text()
+               .splitlines()]
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    target = next(r for r in records if r["method"] == "gp-asha" and r["seed"] == 0)
+    target["best_params"] = {**target["best_params"], "x0": -1.0}
+    (tampered / "augmented_branin.jsonl").write_text(json.dumps(target) + "\n")
+    args = ["--folder", str(tampered), "--tasks", "augmented_branin", "--seeds", "0",
+            "--out", str(result)]
+    assert replay.main(args) == 1
+    assert json.loads(result.read_text())[0]["equal"] is False
+    assert replay.seed_range("0-2,5") == [0, 1, 2, 5]
