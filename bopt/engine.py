@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from bopt.acquisition.registry import STRATEGIES, is_model_based
-from bopt.design import SobolCursor, next_sobol, random_unseen
+from bopt.design import SobolCursor, default_n_initial, next_sobol, random_unseen
 from bopt.errors import ArgumentError, SpaceExhaustedError, StorageError
 from bopt.fidelity import budget_round_data
 from bopt.ledger import (MAX_COMMIT_ATTEMPTS, STRICT_COMMIT_ATTEMPTS, Ledger, MemoryLedger,
@@ -54,7 +54,8 @@ class Optimizer:
         space: the search space.
         acquisition: "ei" (log expected improvement), "ucb", "ts" (Thompson sampling),
             "random" or "sobol" (`bopt.acquisition.STRATEGIES`).
-        n_initial: Sobol points before the GP takes over (default: max(5, d + 1)).
+        n_initial: Sobol points before the GP takes over (default: max(5, d + 1), or
+            max(10, d + 1) with a categorical; `bopt.design.default_n_initial`).
         seed: seeds every random choice; equal seeds and histories give equal suggestions.
         device: "auto" (CUDA when available), "cpu", "cuda" or a torch.device.
         direction: "minimize" or "maximize".
@@ -95,7 +96,7 @@ class Optimizer:
         self.space = space
         self.acquisition = check_choice(acquisition, "acquisition", STRATEGIES)
         self.direction = check_choice(direction, "direction", _DIRECTIONS)
-        self.n_initial = check_int(max(5, len(space) + 1) if n_initial is None else n_initial,
+        self.n_initial = check_int(default_n_initial(space) if n_initial is None else n_initial,
                                    "n_initial", low=1)
         self.num_restarts = check_int(num_restarts, "num_restarts", low=1)
         self.num_raw_samples = check_int(num_raw_samples, "num_raw_samples", low=2)

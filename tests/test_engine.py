@@ -79,6 +79,11 @@ def test_constructor_defaults():
     assert opt.acquisition == "ei" and opt.direction == "minimize"
     assert opt.n_initial == 5  # max(5, d + 1) with d = 2
     assert Optimizer(Space([Float(f"x{i}", 0.0, 1.0) for i in range(7)])).n_initial == 8
+    # with a categorical of two choices or more, max(10, d + 1)
+    assert Optimizer(Space([Float("x", 0.0, 1.0), Categorical("c", ("a", "b"))])).n_initial == 10
+    assert Optimizer(Space([Float("x", 0.0, 1.0), Categorical("c", ("a",))])).n_initial == 5
+    wide = [Float(f"x{i}", 0.0, 1.0) for i in range(11)]
+    assert Optimizer(Space([*wide, Categorical("c", ("a", "b"))])).n_initial == 13
     assert opt.history == [] and opt.diagnostics == [] and opt.best is None
 
 

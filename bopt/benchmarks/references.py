@@ -106,8 +106,9 @@ def make_reference(method: str, space: Space, *, seed: int,
 class BotorchLoop:
     """BoTorch's standard single-objective loop on bopt's encoding.
 
-    A Sobol initial design of bopt's default size `max(5, d + 1)` (the same points bopt
-    draws for the same seed), then per round: `SingleTaskGP` with `Normalize` and
+    A Sobol initial design of `max(5, d + 1)` points (bopt's default size without
+    categoricals, and with them until 2026-12-03; every committed BoTorch run has it), the
+    same points bopt draws for the same seed and size, then per round: `SingleTaskGP` with `Normalize` and
     `Standardize(m=1)` (`MixedSingleTaskGP(cat_dims=...)` when the space has categoricals),
     `fit_gpytorch_mll`, `LogExpectedImprovement`, and `optimize_acqf` (continuous) or
     `optimize_acqf_mixed_alternating` (integers or categoricals) with 10 restarts and 512 raw

@@ -386,7 +386,8 @@ class BoptSearch(Searcher):
         acquisition: "ei", "ucb", "ts", "random" or "sobol" (see `bopt.Optimizer`).
         seed: seeds every choice; equal seeds and histories give equal suggestions.
         device: where the GP is fitted: "auto", "cpu" or "cuda" (of the driver).
-        n_initial: Sobol points before the GP takes over (default: max(5, d + 1)).
+        n_initial: Sobol points before the GP takes over (default: max(5, d + 1),
+            max(10, d + 1) with a categorical).
 
     Raises:
         ArgumentError: a bad metric, mode, space or setting (named in the message).
