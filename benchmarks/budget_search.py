@@ -44,6 +44,7 @@ from pathlib import Path
 
 import bopt
 import bopt.fidelity
+from bopt.design import default_n_initial
 from bopt.benchmarks.budget_tasks import BudgetTask, get_budget_task
 from bopt.benchmarks.machine import describe_machine
 from bopt.benchmarks.references import suggest_config
@@ -197,7 +198,7 @@ def run_one(task: BudgetTask, method: str, seed: int, total: float) -> dict:
         _run_optuna(task, method, seed, book)
     elif method.endswith("-top") or method in ("gp-asha-completed", "gp-asha-level",
                                                "gp-asha-levels"):
-        with _ablation(method.rsplit("-", 1)[1], max(5, len(task.space) + 1)):
+        with _ablation(method.rsplit("-", 1)[1], default_n_initial(task.space)):
             _run_bopt(task, method, seed, book)
     else:
         _run_bopt(task, method, seed, book)

@@ -9,7 +9,9 @@ Methods:
     smac-mf       SMAC3's MultiFidelityFacade: random-forest BO with its Hyperband
                   intensifier, budgets 1, 3, 9, 27 (eta = 3, min 1, max `--max-budget`);
                   the facade's defaults except a random initial design of max(5, d + 1)
-                  configurations (bopt's n_initial; SMAC's own MF example uses 5, its
+                  configurations (bopt's n_initial when these runs were made; since
+                  f879c6c bopt starts mlp_digits, which has a categorical, with 10;
+                  SMAC's own MF example uses 5, its
                   default rule 10·d would be 60-70 of the ~90 configurations a run sees).
                   Its model is fitted on the highest budget that has a trial
                   (ConfigSelector min_trials=1), so after the first full-budget trial on

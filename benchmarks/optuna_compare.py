@@ -255,7 +255,9 @@ def write_report(out: Path, runs: list[dict[str, Any]], meta: dict[str, Any]) ->
     lines = ["# BoptSampler against Optuna's samplers, through Optuna", "",
              f"{len(runs)} runs from `runs.jsonl`; written by `benchmarks/optuna_compare.py`. "
              "Every sampler runs inside `optuna.create_study(...).optimize(...)` with its "
-             "library's defaults (bopt: Sobol design of max(5, d + 1) points, then log EI; "
+             "library's defaults (bopt: a Sobol design of its default size at the records' "
+             "commit, max(5, d + 1) points before f879c6c and max(10, d + 1) with a "
+             "categorical since, then log EI; "
              "GPSampler and TPESampler: 10 random startup trials). Lower is better.", "",
              "*suggest s / trial* is the wall time of the objective's `suggest_*` calls (the "
              "sampler's work plus Optuna's storage bookkeeping), median over seeds of the "

@@ -55,7 +55,9 @@ class Optimizer:
         acquisition: "ei" (log expected improvement), "ucb", "ts" (Thompson sampling),
             "random" or "sobol" (`bopt.acquisition.STRATEGIES`).
         n_initial: Sobol points before the GP takes over (default: max(5, d + 1), or
-            max(10, d + 1) with a categorical; `bopt.design.default_n_initial`).
+            max(10, d + 1) with a categorical of two choices or more;
+            `bopt.design.default_n_initial`). A stored study reopened without it
+            keeps the size it was created with.
         seed: seeds every random choice; equal seeds and histories give equal suggestions.
         device: "auto" (CUDA when available), "cpu", "cuda" or a torch.device.
         direction: "minimize" or "maximize".
@@ -116,6 +118,9 @@ class Optimizer:
         self._cursor = SobolCursor()
         self._ledger: Ledger = MemoryLedger(space) if storage is None else open_stored(
             as_storage(storage), study, space, self._settings())
+        if n_initial is None and isinstance(self._ledger, SQLiteLedger):  # workers agree on it
+            self.n_initial = check_int(self._ledger.stored_settings.get(
+                "n_initial", self.n_initial), "the stored study's n_initial", low=1)
         stored = self._ledger.stored_state if isinstance(self._ledger, SQLiteLedger) else None
         self._warm = WarmStart.from_state(stored, self.device)
         if isinstance(self._ledger, SQLiteLedger) and self.pending_timeout is None:

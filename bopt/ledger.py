@@ -251,6 +251,7 @@ class SQLiteLedger(Ledger):
         super().__init__(space)
         self.storage, self.study_id, self.name = storage, record.id, record.name
         self.stored_state = record.state  # the model state at opening
+        self.stored_settings = record.settings  # the settings the study was created with
         self._version = 0  # the study version this process has read up to
         self.sync()
 

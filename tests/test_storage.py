@@ -86,6 +86,21 @@ def test_a_study_stored_before_refit_growth_loads_with_the_default(tmp_path):
     assert Optimizer.load(tmp_path / "s.db", "s").refit_growth == 0.0
 
 
+def test_a_reopened_study_keeps_its_design_size_when_none_is_given(tmp_path):
+    """A study made when the default design was smaller (5 points on this space with a
+    categorical, now 10) stays in its model phase when workers reopen it without
+    `n_initial`, by the constructor or by `load`; an explicit `n_initial` still wins."""
+    path = tmp_path / "s.db"
+    assert Optimizer(_space()).n_initial == 10  # the default on this space
+    _run(Optimizer(_space(), seed=1, n_initial=5, storage=path, study="s"), 7)
+    by_constructor = Optimizer(_space(), seed=1, storage=path, study="s")
+    assert by_constructor.n_initial == Optimizer.load(path, "s").n_initial == 5
+    trial = by_constructor.suggest()
+    assert trial.source == "ei"  # not back to the Sobol design
+    assert Optimizer(_space(), seed=1, n_initial=9, storage=path, study="s").n_initial == 9
+    assert Optimizer(_space(), storage=path, study="new").n_initial == 10
+
+
 def test_a_fresh_model_state_changes_the_continuation(tmp_path):
     """The previous test is not vacuous: without the stored hyperparameters the next
     proposal differs (a cold fit lands elsewhere)."""

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from bopt.acquisition.registry import STRATEGIES
 from bopt.benchmarks.errors import BenchmarkArgumentError, MissingDependencyError
+from bopt.design import default_n_initial
 from bopt.layout import encode_integer
 from bopt.space import Categorical, Float, Int, Space
 
@@ -106,9 +107,10 @@ def make_reference(method: str, space: Space, *, seed: int,
 class BotorchLoop:
     """BoTorch's standard single-objective loop on bopt's encoding.
 
-    A Sobol initial design of `max(5, d + 1)` points (bopt's default size without
-    categoricals, and with them until 2026-12-03; every committed BoTorch run has it), the
-    same points bopt draws for the same seed and size, then per round: `SingleTaskGP` with `Normalize` and
+    A Sobol initial design of bopt's default size (`bopt.design.default_n_initial`), the
+    same points bopt draws for the same seed: max(5, d + 1), or max(10, d + 1) with a
+    categorical since f879c6c (BoTorch runs committed before it had max(5, d + 1)
+    everywhere), then per round: `SingleTaskGP` with `Normalize` and
     `Standardize(m=1)` (`MixedSingleTaskGP(cat_dims=...)` when the space has categoricals),
     `fit_gpytorch_mll`, `LogExpectedImprovement`, and `optimize_acqf` (continuous) or
     `optimize_acqf_mixed_alternating` (integers or categoricals) with 10 restarts and 512 raw
@@ -120,7 +122,7 @@ class BotorchLoop:
         self.space = space
         self.seed = seed
         self.device = torch.device(device)
-        self.n_initial = max(5, len(space) + 1)
+        self.n_initial = default_n_initial(space)
         self._initial = space.sobol(self.n_initial, seed=seed)
         self._configs: list[dict] = []
         self._values: list[float] = []

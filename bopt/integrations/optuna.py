@@ -366,7 +366,7 @@ class BoptSampler(BaseSampler):
         device: where bopt fits the GP: "auto" (CUDA when available), "cpu" or "cuda".
         n_startup_trials: observations before the GP takes over from the Sobol design;
             None uses bopt's default, max(5, d + 1) for d joint parameters
-            (max(10, d + 1) when one is categorical).
+            (max(10, d + 1) when one is a categorical of two choices or more).
         independent_sampler: samples the parameters outside the joint space. None: a
             `RandomSampler` seeded from `seed`, the trial number and the parameter name
             (so it too is stateless, and workers with equal seeds do not collide).

@@ -387,7 +387,7 @@ class BoptSearch(Searcher):
         seed: seeds every choice; equal seeds and histories give equal suggestions.
         device: where the GP is fitted: "auto", "cpu" or "cuda" (of the driver).
         n_initial: Sobol points before the GP takes over (default: max(5, d + 1),
-            max(10, d + 1) with a categorical).
+            max(10, d + 1) with a categorical of two choices or more).
 
     Raises:
         ArgumentError: a bad metric, mode, space or setting (named in the message).

@@ -72,8 +72,8 @@ def test_best_params_lie_in_the_space_and_refit_delegates(cancer):
     X, y = cancer
     space = {"C": (1e-3, 1e2, "log-uniform"), "max_iter": (50, 300),
              "fit_intercept": [True, False]}
-    search = BoptSearchCV(LogisticRegression(), space, n_iter=6, random_state=1,
-                          **FAST).fit(X, y)
+    search = BoptSearchCV(LogisticRegression(), space, n_iter=6, random_state=1, n_initial=5,
+                          **FAST).fit(X, y)  # five design points: the GP proposes the last
     best = search.best_params_
     assert set(best) == set(space)
     assert 1e-3 <= best["C"] <= 1e2 and isinstance(best["C"], float)
@@ -110,7 +110,8 @@ def test_a_pipeline_searches_step_names_with_renamed_and_conditional_parameters(
         "svc__kernel": bopt.Categorical("kernel", ["rbf", "linear"]),
         "svc__gamma": bopt.Float("gamma", 1e-3, 1e1, log=True, when={"kernel": "rbf"}),
     }
-    search = BoptSearchCV(pipe, space, n_iter=8, random_state=0, **FAST).fit(X, y)
+    # five design points (the default with a categorical is ten): the GP proposes three
+    search = BoptSearchCV(pipe, space, n_iter=8, random_state=0, n_initial=5, **FAST).fit(X, y)
     assert set(search.best_params_) <= set(space)
     svc = search.best_estimator_.named_steps["svc"]
     assert svc.C == search.best_params_["svc__C"]
