@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -51,14 +50,23 @@ def plan_of(args: argparse.Namespace) -> list[tuple[str, str, int]]:
     return [(t, m, s) for t in tasks for m in methods for s in seeds]
 
 
-def replay(folder: Path, task_name: str, method: str, seed: int, commit: str) -> dict:
-    """One recorded run rerun here, and whether it came out the same."""
-    records = [json.loads(line) for line in
-               (folder / f"{task_name}.jsonl").read_text().splitlines() if line.strip()]
-    matches = [r for r in records if r["method"] == method and r["seed"] == seed]
+def recorded(folder: Path, task_name: str, method: str, seed: int,
+             records: dict[str, list[dict]]) -> dict:
+    """The last record of `method`'s run `seed` on `task_name` (each task's file read once,
+    into `records`)."""
+    if task_name not in records:
+        path = folder / f"{task_name}.jsonl"
+        records[task_name] = [json.loads(line) for line in path.read_text().splitlines()
+                              if line.strip()]
+    matches = [r for r in records[task_name] if r["method"] == method and r["seed"] == seed]
     if not matches:
         raise SystemExit(f"{folder / task_name}.jsonl has no run of {method!r} seed {seed}")
-    old = matches[-1]
+    return matches[-1]
+
+
+def replay(old: dict, commit: str) -> dict:
+    """The recorded run `old` rerun here, and whether it came out the same."""
+    task_name, method, seed = old["task"], old["method"], old["seed"]
     task = get_budget_task(task_name, max_budget=old["max_budget"])
     new = bs.run_one(task, method, seed, old["total_budget"] / old["max_budget"])
     same = ([e[0] for e in new["events"]] == [e[0] for e in old["events"]]
@@ -77,11 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", help='"0-9" or "0,3"')
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the results")
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    rows = []
+    commit, records, rows = bs._commit(), {}, []
     for task_name, method, seed in plan_of(args):
-        rows.append(replay(args.folder, task_name, method, seed, commit))
+        rows.append(replay(recorded(args.folder, task_name, method, seed, records), commit))
         print(rows[-1], flush=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0 if all(r["equal"] for r in rows) else 1

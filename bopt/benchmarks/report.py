@@ -307,10 +307,10 @@ def write_report(out_dir: str | Path) -> Path:
           "Regret = best value so far − known optimum.", "",
           "Suggest time is the wall time of producing the next configuration (objective "
           "excluded), measured identically for every method. *Model-based* rounds are those "
-          "after the initial design (bopt: Sobol, the size its records name; BoTorch: "
-          "Sobol, max(5, d + 1) points; Optuna: its 10 random startup trials); † marks model-free methods, whose median is over "
-          "all rounds. *fit + acq* is the median model fit and acquisition optimisation time "
-          "where the method reports them.", "", "## Machine", "", *machine_lines(records), ""]
+          "after the initial design (bopt and BoTorch: Sobol, of the size each record "
+          "names; Optuna: its 10 random startup trials); † marks model-free methods, whose "
+          "median is over all rounds. *fit + acq* is the median model fit and acquisition "
+          "optimisation time where the method reports them.", "", "## Machine", "", *machine_lines(records), ""]
     for (problem, budget), by_method in groups.items():
         stem = problem if len(problem_budgets[problem]) == 1 else f"{problem}_budget{budget}"
         regret_png = plot_regret(f"{problem} (budget {budget})", by_method,
