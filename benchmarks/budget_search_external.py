@@ -18,6 +18,12 @@ Methods:
                   very few points.
     syne-mobster  Syne Tune's MOBSTER (GP over configuration and resource, stopping-type
                   asynchronous Hyperband, one bracket, grace period 1, reduction factor 3)
+    syne-mobster-matern
+                  ablation: MOBSTER with a Matern-5/2 kernel over configuration and
+                  resource together (`gp_resource_kernel="matern52"`, the product kernel
+                  bopt's GP uses) instead of its default exponential-decay sum (Swersky et
+                  al. 2014, Tiao et al. 2020: an additive learning-curve term shared by all
+                  configurations)
     syne-bohb     Syne Tune's BOHB (KDE on each trial's last value, ASHA, one bracket)
 
 Accounting:
@@ -77,7 +83,7 @@ from bopt.benchmarks.budget_tasks import BudgetTask, get_budget_task  # noqa: E4
 from budget_search import (REDUCTION, _Ledger, common_parser, record_of,  # noqa: E402
                            run_all)
 
-METHODS = ("smac-mf", "syne-mobster", "syne-bohb")
+METHODS = ("smac-mf", "syne-mobster", "syne-mobster-matern", "syne-bohb")
 METRIC, RESOURCE = "loss", "epoch"
 
 
@@ -271,9 +277,10 @@ def _syne_scheduler(task: BudgetTask, method: str, seed: int):
         raise RuntimeError(
             f"Syne Tune {getattr(syne_tune, '__version__', '?')} has no MOBSTER (removed with "
             "its GP searchers after 0.14); use syne-tune[gpsearchers]==0.14.2 (numpy < 1.27)")
+    options = {"gp_resource_kernel": "matern52"} if method == "syne-mobster-matern" else {}
     return MOBSTER(space, metric=METRIC, resource_attr=RESOURCE, max_t=task.max_budget,
                    mode="min", random_seed=seed, grace_period=1, reduction_factor=REDUCTION,
-                   type="stopping")
+                   type="stopping", search_options=options)
 
 
 def _run_syne(task: BudgetTask, method: str, seed: int, book: _Ledger) -> None:
