@@ -174,7 +174,7 @@ def neg_log_posterior(theta: Tensor, X: Tensor, Y: Tensor, layout: Layout, *,
 
     Args:
         theta: `... x p` log hyperparameters (see module docstring).
-        X: `n x d` encoded inputs; Y: `n x 1` standardised targets.
+        X: `n x d` encoded inputs; Y: `n x 1` targets (`bopt.warp.transform_outputs`).
         layout: which columns are continuous or categorical.
         jitter: added to the noise variance.
 
@@ -317,7 +317,8 @@ class _Objective:
 class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
     """An exact GP over encoded inputs, usable as a BoTorch `Model`.
 
-    Its targets are the standardised observations; `mean_std` answers from a cached
+    Its targets are the transformed observations (`bopt.warp.transform_outputs`: unit
+    spread, the lower quartile at the zero prior mean); `mean_std` answers from a cached
     Cholesky factor and is what bopt's acquisitions call.
     """
 
@@ -509,7 +510,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
     """Fit hyperparameters by MAP and return the conditioned GP.
 
     Args:
-        X: `n x d` encoded inputs (float64). Y: `n x 1` standardised targets.
+        X: `n x d` encoded inputs (float64). Y: `n x 1` targets (`bopt.warp.transform_outputs`).
         layout: the space's layout.
         warm_start: `p` log hyperparameters of the previous round (same layout), tried
             alongside the prior mode.

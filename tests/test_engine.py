@@ -818,6 +818,23 @@ def test_predict_recovers_a_smooth_objective_and_changes_nothing():
     assert np.array_equal(mean, again)
 
 
+def test_far_from_the_data_predict_expects_a_poor_value_not_the_average():
+    """The GP's prior mean is the targets' lower quartile (`bopt.warp`): where the data say
+    nothing the model expects a poor value (minimising: near the values' upper quartile),
+    so log EI does not chase the corners it knows nothing about. With the mean as prior
+    mean (the rule before) the far prediction sat at the values' average, 0.0."""
+    opt = Optimizer(continuous_space(), **FAST)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=16)
+    values -= values.mean()  # average 0; upper quartile about 0.7
+    for v in values:  # structureless values in one corner: x, y within 0.1 of their lows
+        opt.observe({"x": float(rng.uniform(0.0, 0.1)), "y": float(rng.uniform(-2.0, -1.6))},
+                    float(v))
+    mean, _ = opt.predict([{"x": 1.0, "y": 2.0}])
+    assert np.quantile(values, 0.6) < mean[0] < np.quantile(values, 0.9), (
+        mean[0], np.quantile(values, [0.6, 0.75, 0.9]))
+
+
 def test_predict_and_recommend_before_any_observation():
     opt = Optimizer(continuous_space(), **FAST)
     assert opt.recommend() is None
