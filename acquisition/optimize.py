@@ -31,6 +31,9 @@ DOMINATED = 2.0
 # The ascent's line search: step lengths tried at once, as fractions of the quasi-Newton step
 # (longer than it too: all of them cost one batched evaluation).
 _STEPS = (2.0, 1.0, 0.5, 0.2, 0.05)
+# A numeric column whose lengthscale (unit cube) exceeds this is one the model finds nearly
+# flat: a Matern-5/2 correlation of 0.85 across the whole range. `perturb` redraws it.
+FLAT_LENGTHSCALE = 3.0
 
 
 def _unit_values(U: Tensor, layout: Layout) -> Tensor:
@@ -65,15 +68,26 @@ def _numeric_mask(layout: Layout, *, integers: bool, device) -> Tensor:
     return mask
 
 
-def perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator) -> Tensor:
+def perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator,
+            lengthscales: Tensor | None = None) -> Tensor:
     """`m x d` seed points -> `num x d` random neighbours of them: numeric columns moved by
     N(0, 0.05^2) (integers relaxed), each categorical redrawn with probability 0.2, children
-    that a changed parent switches on given random valid values."""
+    that a changed parent switches on given random valid values.
+
+    With the model's `lengthscales` (one per numeric column, `layout.continuous` order, on
+    the unit cube), a column whose lengthscale exceeds `FLAT_LENGTHSCALE` is redrawn
+    uniformly instead: the model says the score barely changes along it, so the seed's value
+    there (often a bound, copied from one good observation to the next) is no better than
+    any other, and keeping it would never show whether the column matters."""
     pick = torch.randint(0, seeds.shape[0], (num,), generator=generator, device=seeds.device)
     X = seeds[pick].clone()
     noise = 0.05 * torch.randn(X.shape, generator=generator, dtype=X.dtype, device=X.device)
     numeric = _numeric_mask(layout, integers=True, device=X.device)
     X = torch.where(numeric, (X + noise).clamp(0, 1), X)
+    flat = flat_columns(layout, lengthscales, X.device)
+    if flat is not None:
+        U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
+        X = torch.where(flat, U, X)
     for col, k in zip(layout.categorical, layout.categorical_sizes):
         flip = torch.rand(num, generator=generator, dtype=X.dtype, device=X.device) < 0.2
         draw = torch.randint(0, k, (num,), generator=generator, device=X.device).to(X.dtype)
@@ -81,6 +95,16 @@ def perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator)
     # A changed parent may switch children on: give them random valid values.
     U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
     return fill_activated(X, layout, _unit_values(U, layout))
+
+
+def flat_columns(layout: Layout, lengthscales: Tensor | None, device) -> Tensor | None:
+    """`d` mask of the numeric columns whose lengthscale exceeds `FLAT_LENGTHSCALE`, or None
+    without lengthscales (`lengthscales`: one per `layout.continuous` column)."""
+    if lengthscales is None or not layout.continuous:
+        return None
+    flat = torch.zeros(layout.d, dtype=torch.bool, device=device)
+    flat[list(layout.continuous)] = lengthscales.to(device) > FLAT_LENGTHSCALE
+    return flat
 
 
 def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tensor:
@@ -100,11 +124,14 @@ def _select_starts(values: Tensor, num: int, generator: torch.Generator) -> Tens
 
 
 def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
-            max_iter: int) -> Tensor:
-    """Continuous ascent of `b x q x d` starts on the active numeric columns."""
+            max_iter: int, frozen: Tensor | None = None) -> Tensor:
+    """Continuous ascent of `b x q x d` starts on the active numeric columns (but the `d`
+    `frozen` ones)."""
     b, q, d = X.shape
     lower, upper = _column_bounds(layout, X.dtype, X.device)
     free = _numeric_mask(layout, integers=integers, device=X.device) & active_mask(X, layout)
+    if frozen is not None:
+        free = free & ~frozen
     if not bool(free.any()):
         return X
     closed_form = getattr(score, "value_and_grad", None)
@@ -192,16 +219,18 @@ def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int
 
 
 def _raw_candidates(layout: Layout, generator: torch.Generator, *, q: int, num: int,
-                    seeds: Tensor | None, dtype: torch.dtype, device) -> Tensor:
+                    seeds: Tensor | None, dtype: torch.dtype, device,
+                    lengthscales: Tensor | None = None) -> Tensor:
     """`r x q x d` raw candidates: `num` scrambled Sobol sets, then (q = 1) `num // 4`
-    perturbations of the `m x d` seed points."""
+    perturbations of the `m x d` seed points (`perturb`, with the model's lengthscales)."""
     d = layout.d
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
     sobol = torch.quasirandom.SobolEngine(d * q, scramble=True, seed=seed)
     U = sobol.draw(num, dtype=dtype).to(device).reshape(num, q, d)
     raw = unit_to_layout(U, layout)
     if seeds is not None and seeds.shape[0] > 0 and q == 1:
-        extra = perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator)
+        extra = perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator,
+                        lengthscales)
         raw = torch.cat([raw, extra.unsqueeze(1)])
     return raw
 
@@ -215,6 +244,7 @@ def multistart_maximize(
     num_restarts: int = 10,
     num_raw_samples: int = 512,
     seeds: Tensor | None = None,
+    seed_lengthscales: Tensor | None = None,
     max_iter: int = 100,
     num_alternations: int = 3,
     enumerate_limit: int = 64,
@@ -232,6 +262,8 @@ def multistart_maximize(
         num_raw_samples: raw candidates `r` scored to choose the starts.
         seeds: optional `m x d` points (e.g. the best observations) whose perturbations join
             the raw candidates.
+        seed_lengthscales: the model's lengthscales of the numeric columns, or None:
+            columns it finds flat are redrawn in the perturbations (`perturb`).
         max_iter: iteration cap of each continuous ascent.
         num_alternations: rounds of discrete moves and continuous ascent.
         enumerate_limit: enumerate all categorical combinations up to this many.
@@ -245,11 +277,12 @@ def multistart_maximize(
         raise ArgumentError(f"multistart_maximize(q={q}): q > 1 needs a purely continuous layout; "
                          "suggest batches one point at a time instead.")
     raw = _raw_candidates(layout, generator, q=q, num=num_raw_samples, seeds=seeds,
-                          dtype=dtype, device=device)  # r x q x d
+                          dtype=dtype, device=device, lengthscales=seed_lengthscales)
     with torch.no_grad():
         raw_values = score(raw)  # r
     X = raw[_select_starts(raw_values, num_restarts, generator)]  # b x q x d
-    X = _ascend(score, X, layout, integers=True, max_iter=max_iter)
+    frozen = flat_columns(layout, seed_lengthscales, device)
+    X = _ascend(score, X, layout, integers=True, max_iter=max_iter, frozen=frozen)
     if discrete:
         X = integer_grid_round(X, layout)
         for i in range(num_alternations):
@@ -257,7 +290,7 @@ def multistart_maximize(
                 moved = _discrete_move(score, X, layout, enumerate_limit)
             if i > 0 and torch.equal(moved, X):  # one sync: nothing moved since an ascent
                 break
-            X = _ascend(score, moved, layout, integers=False, max_iter=max_iter)
+            X = _ascend(score, moved, layout, integers=False, max_iter=max_iter, frozen=frozen)
         X = integer_grid_round(X, layout)  # idempotent; guards children switched on late
     with torch.no_grad():
         values = score(X)

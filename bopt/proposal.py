@@ -418,9 +418,11 @@ def _propose_on(device: torch.device, *, space: Space, data: RoundData,
         score = _promotion_weighted(AtBudget(score, at), model, X, Y, data.promotion)
         X, pending_X = X[:, :-1], pending_X[:, :-1]
     seeds = X[Y.squeeze(-1).argsort(descending=True)[:_NUM_SEEDS]]
+    lengthscales = surrogate.model.hypers.lengthscale[:len(layout.continuous)]  # no budget
     cands, values = multistart_maximize(
         score, layout, generator=generator, num_restarts=settings.num_restarts,
-        num_raw_samples=settings.num_raw_samples, seeds=seeds, device=device)
+        num_raw_samples=settings.num_raw_samples, seeds=seeds, seed_lengthscales=lengthscales,
+        device=device)
     params, best = _first_unseen(space, cands, values, seen, pending_X, info.warnings)
     fallback = info.fallback
     if params is None and bool(torch.isfinite(values).any()):

@@ -315,3 +315,25 @@ def test_alternation_stops_once_no_discrete_move_helps(monkeypatch):
     X, values = _maximize(score, layout, num_alternations=5)
     assert 1 <= len(moves) <= 2  # at most one that moved the starts, then one that did not
     assert X[0, 0, 1] == 2.0 and float(X[0, 0, 0]) == pytest.approx(0.3, abs=1e-3)
+
+
+def test_columns_the_model_finds_flat_are_drawn_not_optimised():
+    """With lengthscales marking column 1 flat (above FLAT_LENGTHSCALE), the ascent leaves it
+    where its start drew it, and perturbations of a seed redraw it: the candidates spread
+    over column 1 instead of inheriting the seed's bound. The other columns are still
+    optimised. Without lengthscales, a gently sloped column 1 is pushed to its bound."""
+    from bopt.acquisition.optimize import FLAT_LENGTHSCALE
+
+    def score(X):  # column 0 matters; column 1 has a faint slope towards 0
+        return (-(X[..., 0] - 0.7) ** 2 - 1e-3 * X[..., 1] - (X[..., 2] - 0.4) ** 2).sum(-1)
+
+    seeds = torch.tensor([[0.7, 0.0, 0.4]], dtype=torch.float64)  # column 1 at its bound
+    flat = torch.tensor([0.5, 2 * FLAT_LENGTHSCALE, 0.5], dtype=torch.float64)
+    cands, _ = _maximize(score, CONT, seeds=seeds, seed_lengthscales=flat, num_restarts=8)
+    torch.testing.assert_close(cands[:, 0, 0], torch.full((8,), 0.7, dtype=torch.float64),
+                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(cands[:, 0, 2], torch.full((8,), 0.4, dtype=torch.float64),
+                               atol=1e-3, rtol=0)
+    assert float(cands[:, 0, 1].std()) > 0.1  # drawn, not pushed to one value
+    pinned, _ = _maximize(score, CONT, seeds=seeds, num_restarts=8)
+    assert float(pinned[:, 0, 1].max()) < 1e-6  # without: every candidate at the bound
