@@ -260,10 +260,9 @@ def multistart_maximize(
         q: points per candidate set (only 1 when the layout has discrete columns).
         num_restarts: starts `b` advanced together.
         num_raw_samples: raw candidates `r` scored to choose the starts.
-        seeds: optional `m x d` points (e.g. the best observations) whose perturbations join
-            the raw candidates.
+        seeds: optional `m x d` points whose perturbations join the raw candidates.
         seed_lengthscales: the model's lengthscales of the numeric columns, or None:
-            columns it finds flat are redrawn in the perturbations (`perturb`).
+            columns it finds flat are drawn, not optimised (`flat_columns`).
         max_iter: iteration cap of each continuous ascent.
         num_alternations: rounds of discrete moves and continuous ascent.
         enumerate_limit: enumerate all categorical combinations up to this many.
