@@ -265,7 +265,7 @@ class LogEI(AcquisitionFunction):
 
     Args:
         model: a bopt GP or any single-output BoTorch model.
-        best_f: incumbent on the model's (standardised) scale.
+        best_f: incumbent on the model's target scale.
     """
 
     def __init__(self, model, best_f: Tensor | float):

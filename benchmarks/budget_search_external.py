@@ -19,9 +19,10 @@ Methods:
     syne-mobster  Syne Tune's MOBSTER (GP over configuration and resource, stopping-type
                   asynchronous Hyperband, one bracket, grace period 1, reduction factor 3)
     syne-mobster-matern
-                  ablation: MOBSTER with a Matern-5/2 kernel over configuration and
-                  resource together (`gp_resource_kernel="matern52"`, the product kernel
-                  bopt's GP uses) instead of its default exponential-decay sum (Swersky et
+                  ablation: MOBSTER with one Matern-5/2 ARD kernel over configuration and
+                  resource together (`gp_resource_kernel="matern52"`, bopt's kind of
+                  kernel; Syne Tune's resource axis is linear in epochs, bopt's
+                  logarithmic) instead of its default exponential-decay sum (Swersky et
                   al. 2014, Tiao et al. 2020: an additive learning-curve term shared by all
                   configurations)
     syne-bohb     Syne Tune's BOHB (KDE on each trial's last value, ASHA, one bracket)

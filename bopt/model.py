@@ -372,7 +372,7 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
             X: `... x q x d` encoded points.
 
         Returns:
-            `... x q` means and `... x q` standard deviations (standardised scale).
+            `... x q` means and `... x q` standard deviations (target scale).
         """
         mean, std, _ = self.mean_std_whitened(X)
         return mean, std
@@ -446,7 +446,7 @@ class BoptGP(GPyTorchModel, gpytorch.models.ExactGP):
         """The same hyperparameters with extra data (e.g. believed values of pending points).
 
         Args:
-            X: `k x d` new inputs; Y: `k x 1` their (standardised) targets.
+            X: `k x d` new inputs; Y: `k x 1` their (transformed) targets.
         """
         train_X = torch.cat([self.train_X, X])
         train_Y = torch.cat([self.train_Y, Y])

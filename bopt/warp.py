@@ -10,9 +10,9 @@ ones, never the reverse, so a few excellent observations keep their resolution.
 
 The warped targets are then shifted so that their lower quartile sits at 0: the GP has a
 zero prior mean, so far from the data it predicts a poor value, not the average. With the
-average, every unexplored corner of the box looks like a typical point with a wide band and
-log EI spends evaluations there: on Levy4 five of twelve consecutive proposals went to
-corners worth 80-200 (typical values are 5-20). A pessimistic constant prior mean is what
+average, the unexplored boundary of the box looks like a typical point with a wide band and
+log EI spends evaluations there: on Levy4 (seed 6) 12 of 45 model-based proposals had two
+or more coordinates at a bound, worth 64-202 where the others had a median of 15. A pessimistic constant prior mean is what
 De Ath, Fieldsend & Everson (2020, "What do you mean? The role of the mean function in
 Bayesian optimisation") found most reliable; they put it at the worst observation. The
 quartile is the robust form of that: with the minimum, one poor outlier below a plateau
@@ -110,8 +110,8 @@ class OutputTransform:
     The steps, in order: sign (so that higher is better), division by the largest magnitude
     (so 1e300 neither overflows nor underflows), logarithmic compression of far-out poor
     values (below `fence`), standardisation, and the Yeo-Johnson warp with its own
-    re-standardisation and the shift that puts the targets' lower quartile at 0 (both in
-    `warped_mean` and `warped_std`). Every step is monotone increasing, so ranks survive.
+    re-standardisation and the shift that puts the targets' lower quartile at 0 (the
+    re-standardisation in `warped_mean` and `warped_std`, the shift in `warped_mean`). Every step is monotone increasing, so ranks survive.
     """
 
     sign: float
