@@ -32,7 +32,8 @@ DOMINATED = 2.0
 # (longer than it too: all of them cost one batched evaluation).
 _STEPS = (2.0, 1.0, 0.5, 0.2, 0.05)
 # A numeric column whose lengthscale (unit cube) exceeds this is one the model finds nearly
-# flat: a Matern-5/2 correlation of 0.85 across the whole range. `perturb` redraws it.
+# flat: a Matern-5/2 correlation of 0.85 across the whole range. `multistart_maximize` draws
+# it (in `perturb`) and leaves it out of the ascent.
 FLAT_LENGTHSCALE = 3.0
 
 
@@ -69,22 +70,21 @@ def _numeric_mask(layout: Layout, *, integers: bool, device) -> Tensor:
 
 
 def perturb(seeds: Tensor, num: int, layout: Layout, generator: torch.Generator,
-            lengthscales: Tensor | None = None) -> Tensor:
+            flat: Tensor | None = None) -> Tensor:
     """`m x d` seed points -> `num x d` random neighbours of them: numeric columns moved by
     N(0, 0.05^2) (integers relaxed), each categorical redrawn with probability 0.2, children
     that a changed parent switches on given random valid values.
 
-    With the model's `lengthscales` (one per numeric column, `layout.continuous` order, on
-    the unit cube), a column whose lengthscale exceeds `FLAT_LENGTHSCALE` is redrawn
-    uniformly instead: the model says the score barely changes along it, so the seed's value
-    there (often a bound, copied from one good observation to the next) is no better than
-    any other, and keeping it would never show whether the column matters."""
+    Columns of the `d` mask `flat` (`flat_columns`: the model's lengthscale there exceeds
+    `FLAT_LENGTHSCALE`) are redrawn uniformly instead: the model says the score barely
+    changes along them, so the seed's value there (often a bound, copied from one good
+    observation to the next) is no better than any other, and keeping it would never show
+    whether the column matters."""
     pick = torch.randint(0, seeds.shape[0], (num,), generator=generator, device=seeds.device)
     X = seeds[pick].clone()
     noise = 0.05 * torch.randn(X.shape, generator=generator, dtype=X.dtype, device=X.device)
     numeric = _numeric_mask(layout, integers=True, device=X.device)
     X = torch.where(numeric, (X + noise).clamp(0, 1), X)
-    flat = flat_columns(layout, lengthscales, X.device)
     if flat is not None:
         U = torch.rand(X.shape, generator=generator, dtype=X.dtype, device=X.device)
         X = torch.where(flat, U, X)
@@ -220,9 +220,9 @@ def _discrete_move(score: Score, X: Tensor, layout: Layout, enumerate_limit: int
 
 def _raw_candidates(layout: Layout, generator: torch.Generator, *, q: int, num: int,
                     seeds: Tensor | None, dtype: torch.dtype, device,
-                    lengthscales: Tensor | None = None) -> Tensor:
+                    flat: Tensor | None = None) -> Tensor:
     """`r x q x d` raw candidates: `num` scrambled Sobol sets, then (q = 1) `num // 4`
-    perturbations of the `m x d` seed points (`perturb`, with the model's lengthscales)."""
+    perturbations of the `m x d` seed points (`perturb`, redrawing the `flat` columns)."""
     d = layout.d
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
     sobol = torch.quasirandom.SobolEngine(d * q, scramble=True, seed=seed)
@@ -230,7 +230,7 @@ def _raw_candidates(layout: Layout, generator: torch.Generator, *, q: int, num: 
     raw = unit_to_layout(U, layout)
     if seeds is not None and seeds.shape[0] > 0 and q == 1:
         extra = perturb(seeds.to(dtype=dtype, device=device), num // 4, layout, generator,
-                        lengthscales)
+                        flat)
         raw = torch.cat([raw, extra.unsqueeze(1)])
     return raw
 
@@ -275,12 +275,12 @@ def multistart_maximize(
     if q > 1 and discrete:
         raise ArgumentError(f"multistart_maximize(q={q}): q > 1 needs a purely continuous layout; "
                          "suggest batches one point at a time instead.")
+    frozen = flat_columns(layout, seed_lengthscales, device)  # d, or None
     raw = _raw_candidates(layout, generator, q=q, num=num_raw_samples, seeds=seeds,
-                          dtype=dtype, device=device, lengthscales=seed_lengthscales)
+                          dtype=dtype, device=device, flat=frozen)  # r x q x d
     with torch.no_grad():
         raw_values = score(raw)  # r
     X = raw[_select_starts(raw_values, num_restarts, generator)]  # b x q x d
-    frozen = flat_columns(layout, seed_lengthscales, device)
     X = _ascend(score, X, layout, integers=True, max_iter=max_iter, frozen=frozen)
     if discrete:
         X = integer_grid_round(X, layout)

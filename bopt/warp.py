@@ -12,9 +12,10 @@ The warped targets are then shifted so that their lower quartile sits at 0: the 
 zero prior mean, so far from the data it predicts a poor value, not the average. With the
 average, the unexplored boundary of the box looks like a typical point with a wide band and
 log EI spends evaluations there: on Levy4 (seed 6) 12 of 45 model-based proposals had two
-or more coordinates at a bound, worth 64-202 where the others had a median of 15. A pessimistic constant prior mean is what
-De Ath, Fieldsend & Everson (2020, "What do you mean? The role of the mean function in
-Bayesian optimisation") found most reliable; they put it at the worst observation. The
+or more coordinates at a bound, worth 64-202 where the others had a median of 15. A
+pessimistic constant prior mean is what De Ath, Fieldsend & Everson (2020, "What do you
+mean? The role of the mean function in Bayesian optimisation") found most reliable; they
+put it at the worst observation. The
 quartile is the robust form of that: with the minimum, one poor outlier below a plateau
 (chance-level accuracy in most of an SVM's box) makes the plateau look good, and the search
 crawled along it for ten rounds. `benchmarks/results/prior_mean/` has the measurements.
@@ -111,7 +112,8 @@ class OutputTransform:
     (so 1e300 neither overflows nor underflows), logarithmic compression of far-out poor
     values (below `fence`), standardisation, and the Yeo-Johnson warp with its own
     re-standardisation and the shift that puts the targets' lower quartile at 0 (the
-    re-standardisation in `warped_mean` and `warped_std`, the shift in `warped_mean`). Every step is monotone increasing, so ranks survive.
+    re-standardisation in `warped_mean` and `warped_std`, the shift in `warped_mean`).
+    Every step is monotone increasing, so ranks survive.
     """
 
     sign: float
