@@ -146,7 +146,8 @@ def _ascend(score: Score, X: Tensor, layout: Layout, *, integers: bool,
         free=free.reshape(b, q * d),
         project=lambda z: canonicalize(z.reshape(*z.shape[:-1], q, d), layout).reshape(z.shape),
         max_iter=max_iter, tol=1e-3, dominated=DOMINATED, steps=_STEPS, patience=1,
-        value_and_grad=value_and_grad if closed_form is not None else None)
+        value_and_grad=value_and_grad if closed_form is not None else None,
+        graph="ascent" if closed_form is not None else None)
     return x.reshape(b, q, d)
 
 

@@ -28,6 +28,10 @@ else
 fi
 step scale_cuda 180 python3 benchmarks/scale.py --device cuda --n 100,200,500,1000,2000,5000 \
     --q 1 --skip-botorch-above 1000 --threads 1 --out "$out"
+# The same on CUDA with the solver loops run eagerly (no CUDA graphs): what the graphs save.
+mkdir -p "$out/eager"
+BOPT_CUDA_GRAPHS=0 step scale_cuda_eager 90 python3 benchmarks/scale.py --device cuda \
+    --n 100,500,2000 --q 1 --skip-botorch-above 0 --threads 1 --out "$out/eager"
 step scale_cpu 120 python3 benchmarks/scale.py --device cpu --n 100,200,500,1000 --q 1 \
     --skip-botorch-above 0 --threads 1 --out "$out"
 step op_count 60 python3 benchmarks/op_count.py --device cuda --n 80 --repeats 3 --out "$out"

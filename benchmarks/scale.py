@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import bopt
+from bopt import cuda_graphs
 from bopt.benchmarks.machine import describe_machine
 
 
@@ -164,6 +165,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     tag = "cpu" if args.device == "cpu" else "cuda"
+    machine["cuda_graphs"] = os.environ.get(cuda_graphs.ENV, "1") != "0"
+    machine["cuda_graph_failures"] = cuda_graphs.failures()  # loops that ran eagerly
     (out / f"scale_{tag}.json").write_text(json.dumps({"machine": machine, "rows": rows},
                                                       indent=1))
     _report(machine, rows, out)

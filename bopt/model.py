@@ -546,7 +546,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
             objective, theta0, lo, hi, value_and_grad=objective.value_and_grad,
             initial_step=0.1 if warm is None else _WARM_FIRST_STEP,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
-            tol=1e-6)
+            tol=1e-6, graph="fit")
         best = values.argmin()
         if not math.isfinite(float(values[best])):
             report.warnings.append("marginal likelihood not finite at any start; "

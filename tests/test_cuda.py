@@ -115,7 +115,7 @@ def test_multistart_stays_on_the_device():
 
 
 @pytest.mark.parametrize("acquisition", ["ei", "ucb", "ts"])
-def test_optimizer_loop_on_cuda(acquisition):
+def test_optimizer_loop_on_cuda(acquisition, no_capture_failures):
     space = bopt.Space([bopt.Float("x", -2.0, 2.0), bopt.Int("k", 1, 5),
                         bopt.Categorical("c", ["a", "b", "c"]),
                         bopt.Float("y", 0.0, 1.0, when={"c": "a"})])
@@ -129,6 +129,7 @@ def test_optimizer_loop_on_cuda(acquisition):
     gp_rounds = [r for r in opt.diagnostics if r.strategy == acquisition]
     assert gp_rounds and all(r.device.startswith("cuda") for r in gp_rounds)
     assert all(r.fallback is None for r in gp_rounds)
+    assert no_capture_failures.failures() == {}  # the fit and ascent loops were recorded
     for trial in opt.history:
         assert space.validate(trial.params) == trial.params
 
@@ -159,3 +160,63 @@ def test_a_real_out_of_memory_error_moves_the_round_to_the_cpu(monkeypatch):
     opt.observe(trial, 1.0)
     opt.suggest()
     assert calls[-1] == "cuda" and opt.diagnostics[-1].device.startswith("cuda")
+
+
+@pytest.fixture
+def no_capture_failures(monkeypatch):
+    from bopt import cuda_graphs
+
+    monkeypatch.setattr(cuda_graphs, "_failures", {})
+    monkeypatch.delenv(cuda_graphs.ENV, raising=False)
+    return cuda_graphs
+
+
+def test_replayed_fit_and_ascent_capture_and_match_the_eager_loops(no_capture_failures,
+                                                                     monkeypatch):
+    """The cold fit (150 iterations) and the log-EI ascent are recorded as CUDA graphs
+    without a failure, and end where the eager loops end."""
+    from bopt.acquisition import build_score
+    from bopt.acquisition.registry import ScoreContext
+
+    cuda_graphs = no_capture_failures
+    X, Y = _data()
+    X, Y = X.cuda(), Y.cuda()
+    layout = Layout(d=4, continuous=(0, 1, 2, 3))
+
+    def run():
+        model, theta, report = fit_gp(X, Y, layout)
+        context = ScoreContext(best_f=Y.max(), num_observations=X.shape[0], d=4,
+                               generator=torch.Generator(device="cuda").manual_seed(0))
+        g = torch.Generator(device="cuda").manual_seed(1)
+        cands, values = multistart_maximize(build_score("ei", model, context), layout,
+                                            generator=g, num_raw_samples=256, device="cuda")
+        return theta, report.neg_log_posterior, cands, values
+
+    monkeypatch.setenv(cuda_graphs.ENV, "0")
+    eager = run()
+    monkeypatch.delenv(cuda_graphs.ENV)
+    replayed = run()
+    assert cuda_graphs.failures() == {}
+    torch.testing.assert_close(replayed[0], eager[0], atol=1e-6, rtol=0.0)
+    assert abs(replayed[1] - eager[1]) < 1e-9
+    torch.testing.assert_close(replayed[2], eager[2], atol=1e-5, rtol=0.0)
+    torch.testing.assert_close(replayed[3], eager[3], atol=1e-8, rtol=1e-8)
+
+
+def test_a_loop_cuda_cannot_record_runs_eagerly_and_leaves_cuda_usable(no_capture_failures):
+    cuda_graphs = no_capture_failures
+    target = torch.linspace(0.1, 0.9, 5, device="cuda", dtype=torch.float64)
+    lo = torch.zeros(5, device="cuda", dtype=torch.float64)
+    hi = torch.ones(5, device="cuda", dtype=torch.float64)
+    x0 = torch.rand(8, 5, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64).cuda()
+
+    def syncing(z):  # .item() copies to the host: a capture cannot record it
+        return ((z - target) ** 2).sum(-1) + 0.0 * z.sum().item()
+
+    x_eager, f_eager, it_eager = minimize_batched(syncing, x0, lo, hi, max_iter=40)
+    x, f, it = minimize_batched(syncing, x0, lo, hi, max_iter=40, graph="syncing")
+    assert list(cuda_graphs.failures()) == ["syncing"]
+    assert it == it_eager
+    torch.testing.assert_close(x, x_eager, atol=1e-12, rtol=0.0)
+    assert float((x0 + 1).sum()) == pytest.approx(float(x0.sum().cpu()) + 40)

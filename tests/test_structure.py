@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"bopt": ROOT / "bopt", "bopt.kernels": ROOT / "kernels",
             "bopt.acquisition": ROOT / "acquisition"}
 # Leaves import nothing of bopt: anything may depend on them.
-LEAVES = {"bopt.errors", "bopt.layout", "bopt.trial", "bopt.optim"}
+LEAVES = {"bopt.errors", "bopt.layout", "bopt.trial", "bopt.cuda_graphs"}
 # What each part may import of bopt, beyond its own package.
 ALLOWED = {
+    "bopt.optim": {"bopt.cuda_graphs"},
     "bopt.kernels": {"bopt.errors", "bopt.layout"},
     "bopt.acquisition": {"bopt.kernels", "bopt.errors", "bopt.layout", "bopt.optim"},
     "bopt.storage": {"bopt.errors"},
