@@ -8,7 +8,12 @@ model fit (`bopt.proposal.fit_surrogate`) and the acquisition ascent
 observations, median over several suggests:
 
 - *kept*: `refit_growth=0.5`, so the hyperparameters are kept (one Cholesky, no fit);
-- *refit*: the default, a warm-started re-estimate every round.
+- *refit*: the default, a warm-started re-estimate every round;
+- *kept, graphs* and *refit, graphs*: the same loops counted as the host dispatches them on
+  CUDA, where the solver loops are replayed as CUDA graphs (`bopt.cuda_graphs`): emulated on
+  the CPU by a stand-in recorder whose recording dispatches the iteration once (what a
+  capture costs the host) and whose replays are not counted (one graph launch each). The
+  trials are the same as without graphs.
 
     python benchmarks/op_count.py --n 80 --repeats 10 --out benchmarks/results
 
@@ -27,7 +32,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bopt.proposal as proposal
-from bopt import Optimizer
+from bopt import Optimizer, cuda_graphs
 from bopt.benchmarks import get_problem
 from bopt.benchmarks.machine import describe_machine
 
@@ -35,13 +40,43 @@ from bopt.benchmarks.machine import describe_machine
 class _Count(TorchDispatchMode):
     """Counts every aten operation dispatched inside the block, by name."""
 
+    paused = 0  # > 0 inside an emulated graph replay, whose operations the host never sees
+
     def __init__(self):
         super().__init__()
         self.by_name: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.by_name[str(func.overloadpacket)] += 1
+        if not _Count.paused:
+            self.by_name[str(func.overloadpacket)] += 1
         return func(*args, **(kwargs or {}))
+
+
+class _EmulatedGraph:
+    """A CUDA graph's host cost on the CPU: the block is dispatched (and counted) once, at
+    its first run, as a capture is; replays run it uncounted."""
+
+    def capture(self, block):
+        self.block, self.recorded = block, False
+
+    def replay(self):
+        if not self.recorded:
+            self.recorded = True
+            self.block()
+            return
+        _Count.paused += 1
+        try:
+            self.block()
+        finally:
+            _Count.paused -= 1
+
+
+def _emulated_graphs(on: bool):
+    """Switch the CPU emulation of CUDA graphs on or off; returns what to restore."""
+    saved = cuda_graphs._DEVICE_TYPES, cuda_graphs.new_recorder
+    if on:
+        cuda_graphs._DEVICE_TYPES, cuda_graphs.new_recorder = ("cuda", "cpu"), _EmulatedGraph
+    return saved
 
 
 def _counting(phases: dict, name: str, function):
@@ -54,8 +89,12 @@ def _counting(phases: dict, name: str, function):
     return counted
 
 
-def count_suggests(n: int, repeats: int, refit_growth: float, device: str) -> list[dict]:
-    """Operation counts of `repeats` suggests after `n` observations of a seeded loop."""
+def count_suggests(n: int, repeats: int, refit_growth: float, device: str,
+                   graphs: bool = False) -> list[dict]:
+    """Operation counts of `repeats` suggests after `n` observations of a seeded loop (with
+    `graphs`, as the host dispatches them with CUDA graphs, emulated on the CPU)."""
+    if graphs and device != "cpu":
+        raise ValueError("the graph emulation runs on the CPU; on CUDA the graphs are real")
     problem = get_problem("hartmann6")
     opt = Optimizer(problem.space, seed=0, device=device, refit_growth=refit_growth)
     for _ in range(n):
@@ -65,6 +104,7 @@ def count_suggests(n: int, repeats: int, refit_growth: float, device: str) -> li
     real = proposal.fit_surrogate, proposal.multistart_maximize
     proposal.fit_surrogate = _counting(phases, "fit", real[0])
     proposal.multistart_maximize = _counting(phases, "acquisition", real[1])
+    saved = _emulated_graphs(graphs)
     rows = []
     try:
         for _ in range(repeats):
@@ -72,11 +112,12 @@ def count_suggests(n: int, repeats: int, refit_growth: float, device: str) -> li
             info = opt.diagnostics[-1]
             fit, acq = sum(phases["fit"].values()), sum(phases["acquisition"].values())
             rows.append({"n": info.num_observations, "refit": info.refit, "fit": fit,
-                         "acquisition": acq, "total": fit + acq,
+                         "acquisition": acq, "total": fit + acq, "params": trial.params,
                          "top": (phases["fit"] + phases["acquisition"]).most_common(8)})
             opt.observe(trial, problem(trial.params))
     finally:
         proposal.fit_surrogate, proposal.multistart_maximize = real
+        cuda_graphs._DEVICE_TYPES, cuda_graphs.new_recorder = saved
     return rows
 
 
@@ -92,6 +133,12 @@ def main() -> None:
     result = {"machine": machine, "n": args.n, "repeats": args.repeats, "device": args.device,
               "kept": count_suggests(args.n, args.repeats, 0.5, args.device),
               "refit": count_suggests(args.n, args.repeats, 0.0, args.device)}
+    if args.device == "cpu":
+        for label, growth in (("kept", 0.5), ("refit", 0.0)):
+            rows = count_suggests(args.n, args.repeats, growth, "cpu", graphs=True)
+            if [r["params"] for r in rows] != [r["params"] for r in result[label]]:
+                raise SystemExit(f"{label}: the emulated graphs changed the trials")
+            result[f"{label}, graphs"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"op_count_{args.device.split(':')[0]}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
@@ -100,7 +147,7 @@ def main() -> None:
              f"--device {args.device}` on {machine['summary']}.", "",
              "| hyperparameters | rounds that refitted | fit (median) | acquisition (median) "
              "| total (median, min - max) |", "|---|---|---|---|---|"]
-    for label in ("kept", "refit"):
+    for label in [k for k in ("kept", "refit", "kept, graphs", "refit, graphs") if k in result]:
         rows = result[label]
         totals = [r["total"] for r in rows]
         lines.append(f"| {label} | {sum(r['refit'] for r in rows)} of {len(rows)} | "

@@ -9,8 +9,9 @@ replay updates in place, and nothing else the iterations read may change between
 `capture` does that for a state object whose tensor fields each iteration rebinds to new
 tensors: the recorded block runs `count` iterations and then copies the last values into the
 tensors the block started from, so every replay continues where the previous one ended. A
-solver call captures once, after its first eager iterations (which build every lazy cache
-and warm up the libraries on the capture stream), so shapes never need to match across calls.
+solver call captures once, after its first eager iteration (which builds every lazy cache
+and warms the libraries up on the capture stream), so shapes need not repeat across calls,
+and a call pays the host for two iterations however many it runs.
 
 Capture is tried only for CUDA tensors, and never with the environment variable
 `BOPT_CUDA_GRAPHS=0`. When a capture fails (an operation that cannot be recorded), the
@@ -72,13 +73,12 @@ def new_recorder() -> Recorder:
     return _CudaRecorder()
 
 
-def eligible(label: str | None, device: torch.device, iterations: int, count: int) -> bool:
-    """Whether a loop labelled `label` on `device` should try a capture of `count`
-    iterations: on CUDA, not turned off, not failed before, and with at least three
-    recordings' worth of `iterations` (the first `count` run eagerly; a capture costs the
-    host about as much as running its iterations once)."""
+def eligible(label: str | None, device: torch.device, iterations: int) -> bool:
+    """Whether a loop labelled `label` on `device`, of up to `iterations` iterations, should
+    try a capture: on CUDA, not turned off, not failed before, and long enough for a first
+    eager iteration, the recorded one and a replay."""
     return (label is not None and device.type in _DEVICE_TYPES and os.environ.get(ENV, "1") != "0"
-            and label not in _failures and iterations >= 3 * count)
+            and label not in _failures and iterations >= 3)
 
 
 @contextlib.contextmanager

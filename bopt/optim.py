@@ -18,9 +18,9 @@ iteration:
 
 The loop only synchronises with the host every `check_every` iterations, to stop early once
 every problem is done (stalled `patience` iterations in a row at some point, or dominated).
-On a GPU, a loop given a `graph` label records `check_every` iterations as one CUDA graph
-after its first eager ones and replays it between the checks (`bopt.cuda_graphs`), so an
-iteration costs one launch instead of a few hundred; the iterates are the eager loop's.
+On a GPU, a loop given a `graph` label records its second iteration as a CUDA graph and
+replays that recording for every later one (`bopt.cuda_graphs`), so an iteration costs the
+host one launch instead of a few hundred; the iterates are the eager loop's.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def minimize_batched(
     Returns:
         `b x p` final points, `b` final values, and the number of iterations run.
     """
-    graphed = cuda_graphs.eligible(graph, x0.device, max_iter, check_every)
+    graphed = cuda_graphs.eligible(graph, x0.device, max_iter)
     with cuda_graphs.side_stream(x0.device) if graphed else contextlib.nullcontext():  # CUDA
         evaluate = value_and_grad or _autograd(f)
         box = _Box.make(x0, lower, upper, free, project)
@@ -126,21 +126,20 @@ def minimize_batched(
 def _loop(iterate: Callable[[bool], None], state: _State, max_iter: int, check_every: int,
           done: Callable[[], Tensor], graph: str | None) -> int:
     """Run up to `max_iter` iterations, checking `done` every `check_every`; with a `graph`
-    label, the iterations after the first check are replayed from one CUDA graph capture.
+    label, the iterations after the first (eager: it builds the objective's lazy caches and
+    warms the libraries up) are replays of one CUDA graph recording of an iteration.
     Returns the number of iterations run."""
     it, replay = 0, None
     while it < max_iter:
-        if graph is not None and it == check_every:  # one try, after the eager warm-up
+        if graph is not None and it == 1:  # one try per call
             names = tuple(field.name for field in fields(state))  # all rebound per iteration
-            replay = cuda_graphs.capture(graph, lambda: iterate(False), state, names,
-                                         check_every)
+            replay = cuda_graphs.capture(graph, lambda: iterate(False), state, names, 1)
             graph = None
-        if replay is not None and max_iter - it >= check_every:
+        if replay is not None:
             replay()
-            it += check_every
         else:
             iterate(it == 0)
-            it += 1
+        it += 1
         if it % check_every == 0 and bool(done().all()):  # a sync
             break
     return it

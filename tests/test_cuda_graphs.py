@@ -58,16 +58,16 @@ def test_captures_are_tried_on_cuda_only_for_labelled_long_loops(monkeypatch):
     monkeypatch.setattr(cuda_graphs, "_failures", {})
     monkeypatch.delenv(cuda_graphs.ENV, raising=False)
     cuda = torch.device("cuda")  # a device object only: nothing here touches CUDA
-    assert cuda_graphs.eligible("fit", cuda, 15, 5)
-    assert not cuda_graphs.eligible("fit", cuda, 14, 5)  # too short to pay
-    assert not cuda_graphs.eligible(None, cuda, 100, 5)
-    assert not cuda_graphs.eligible("fit", torch.device("cpu"), 100, 5)
+    assert cuda_graphs.eligible("fit", cuda, 3)
+    assert not cuda_graphs.eligible("fit", cuda, 2)  # no replay after the recorded iteration
+    assert not cuda_graphs.eligible(None, cuda, 100)
+    assert not cuda_graphs.eligible("fit", torch.device("cpu"), 100)
     monkeypatch.setenv(cuda_graphs.ENV, "0")
-    assert not cuda_graphs.eligible("fit", cuda, 100, 5)
+    assert not cuda_graphs.eligible("fit", cuda, 100)
     monkeypatch.setenv(cuda_graphs.ENV, "1")
     cuda_graphs._failures["fit"] = "refused"
-    assert not cuda_graphs.eligible("fit", cuda, 100, 5)
-    assert cuda_graphs.eligible("ascent", cuda, 100, 5)
+    assert not cuda_graphs.eligible("fit", cuda, 100)
+    assert cuda_graphs.eligible("ascent", cuda, 100)
 
 
 @dataclass
@@ -130,13 +130,11 @@ def _solve(graph, **kw):
                                 dict(max_iter=60, check_every=4, patience=1)])
 def test_the_replayed_solver_takes_the_eager_solvers_steps(graphs_on_cpu, kw):
     """Bit for bit, with the same iteration count, for an iteration cap that is not a
-    multiple of the checks' interval (its tail runs eagerly) and for early stops."""
+    multiple of the checks' interval and for early stops."""
     x_eager, f_eager, it_eager = _solve(None, **kw)
     assert graphs_on_cpu == []
     x, f, it = _solve("test", **kw)
-    every = kw.get("check_every", 5)
-    assert graphs_on_cpu[0] == "capture"
-    assert graphs_on_cpu.count("replay") == (it - every) // every  # eager up to the capture
+    assert graphs_on_cpu == ["capture"] + ["replay"] * (it - 1)  # all but the first replayed
     assert it == it_eager and torch.equal(x, x_eager) and torch.equal(f, f_eager)
 
 
@@ -150,8 +148,8 @@ def test_a_refused_capture_runs_the_solver_eagerly(graphs_on_cpu, monkeypatch):
 
 def test_a_suggest_with_replayed_fit_and_ascent_proposes_what_the_eager_one_does(
         graphs_on_cpu, monkeypatch):
-    """The fit (cold, 150 iterations) and the acquisition ascent both capture, and the
-    proposals are those of the eager loops."""
+    """The fits (cold and warm) and the acquisition ascents capture, and the proposals are
+    those of the eager loops."""
     space = bopt.Space([bopt.Float("x", -2.0, 2.0), bopt.Int("k", 1, 5),
                         bopt.Categorical("c", ["a", "b"]),
                         bopt.Float("y", 0.0, 1.0, when={"c": "a"})])
