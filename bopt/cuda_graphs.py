@@ -33,6 +33,7 @@ logger = logging.getLogger("bopt")
 ENV = "BOPT_CUDA_GRAPHS"
 _failures: dict[str, str] = {}  # label -> the first line of the error that turned it off
 _lock = threading.Lock()
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _local = threading.local()  # side streams per thread: a capture records all its stream's work
 _DEVICE_TYPES = ("cuda",)  # where captures are tried (tests add "cpu" with a stand-in recorder)
 
@@ -139,6 +140,9 @@ def capture(label: str, iterate: Callable[[], None], state: object, fields: tupl
     recorder = new_recorder()
     try:
         recorder.capture(block)
+    except _OUT_OF_MEMORY:  # the round's own handling moves it to the CPU
+        bind()
+        raise
     except RuntimeError as err:  # CUDA refused an operation; other errors are bugs
         bind()  # nothing was run: the static tensors still hold the state
         _record_failure(label, err)

@@ -114,7 +114,7 @@ def minimize_batched(
         x = box.clip(x0)
         state = _State.start(x, *_sanitized(evaluate, x),
                              initial_step * (box.upper - box.lower).amax())
-        search = _Search.make(steps, state.x, tol, patience)
+        search = _Search.make(steps, x0, tol, patience)
         it = _loop(lambda first: _iterate(evaluate, state, box, search, first=first), state,
                    max_iter, check_every, lambda: _done(state, patience, dominated),
                    graph if graphed else None)

@@ -116,6 +116,16 @@ def test_a_programming_error_during_capture_surfaces(graphs_on_cpu, monkeypatch)
     assert cuda_graphs.failures() == {}
 
 
+def test_running_out_of_memory_during_a_capture_is_not_a_refusal(graphs_on_cpu, monkeypatch):
+    """It reaches the round's out-of-memory handling, and later captures are still tried."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)("out of memory")
+    monkeypatch.setattr(cuda_graphs, "new_recorder", lambda: RefusingRecorder(oom))
+    state = Counter(torch.tensor([1.0]), torch.tensor(0))
+    with pytest.raises(type(oom)):
+        cuda_graphs.capture("toy", lambda: _step(state), state, ("value", "steps"), 3)
+    assert cuda_graphs.failures() == {} and float(state.value) == 1.0
+
+
 def _rosenbrock(z):
     return ((1 - z[..., :-1]) ** 2 + 100 * (z[..., 1:] - z[..., :-1] ** 2) ** 2).sum(-1)
 
