@@ -56,7 +56,15 @@ class _CudaRecorder:
         self.graph = torch.cuda.CUDAGraph()
 
     def capture(self, block: Callable[[], None]) -> None:
-        self.graph.capture_begin(capture_error_mode="thread_local")
+        # One memory pool per thread and device for all its recordings: a recording lives
+        # for one solver call and the thread's calls run one after another, so a recording
+        # reuses the memory of the ones before it instead of reserving a pool of its own.
+        if not hasattr(_local, "pools"):
+            _local.pools = {}
+        device = torch.cuda.current_device()
+        if device not in _local.pools:
+            _local.pools[device] = torch.cuda.graph_pool_handle()
+        self.graph.capture_begin(pool=_local.pools[device], capture_error_mode="thread_local")
         try:
             block()
         except BaseException:
@@ -105,6 +113,14 @@ def side_stream(device: torch.device) -> Iterator[None]:
         current.wait_stream(stream)
 
 
+def recording() -> bool:
+    """Whether this thread is recording a block now. Code that a capture refuses, though it
+    has an equivalent that it accepts, asks this: the factor-based solves and inverses
+    (`cholesky_solve`, `cholesky_inverse`), for one, report errors through host memory, and
+    triangular solves on the factor compute the same without."""
+    return getattr(_local, "recording", False)
+
+
 def hand_back(*tensors: torch.Tensor) -> None:
     """Mark tensors made on the side stream as used by the current stream too, so that
     the allocator does not reuse their memory while work queued there still reads them."""
@@ -130,8 +146,12 @@ def capture(label: str, iterate: Callable[[], None], state: object, fields: tupl
             setattr(state, name, tensor)
 
     def block() -> None:
-        for _ in range(count):
-            iterate()
+        _local.recording = True
+        try:
+            for _ in range(count):
+                iterate()
+        finally:
+            _local.recording = False
         for name, tensor in static.items():
             tensor.copy_(getattr(state, name))
         bind()

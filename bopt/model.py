@@ -26,6 +26,7 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihoo
 from gpytorch.means import ZeroMean
 from torch import Tensor
 
+from bopt import cuda_graphs
 from bopt.optim import minimize_batched
 from bopt.errors import FitError
 from bopt.kernels import (CrossPlan, MixedHypers, make_mixed_kernel, mixed,
@@ -42,6 +43,7 @@ _NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noi
 SHORT_LENGTHSCALE_PENALTY = 0.0
 _SECOND_START_MAX_N = 150  # above this, a warm-started fit refines the warm start alone
 _LARGE_N = 400  # above this, the line search tries one step length
+_GRAPH_MAX_N = 1024  # above this a fit's solves cost more than the launches a CUDA graph saves
 # The first step of a warm-started fit, as a share of the log-hyperparameter box's widest
 # side (about 8 nats): the warm start is near the new optimum, and a first step of 0.1 (the
 # cold fit's) failed and halved for all 5 steps of a 1,000-observation refit.
@@ -215,10 +217,32 @@ class _GaussianNLL(torch.autograd.Function):
 def _nll_from_factor(L: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """`h x n x n` Cholesky factors of K -> `h` values 0.5 y'K^-1 y + 0.5 log|K| and the
     `h x n x 1` solves K^-1 y."""
-    alpha = torch.cholesky_solve(y.expand(L.shape[0], *y.shape), L)
+    alpha = factor_solve(L, y.expand(L.shape[0], *y.shape))
     value = 0.5 * (y * alpha).sum((-2, -1)) + torch.log(
         torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
     return value, alpha
+
+
+def factor_solve(L: Tensor, B: Tensor) -> Tensor:
+    """K^-1 B from the lower Cholesky factor L of K (`... x n x n`, `... x n x k`).
+
+    Inside a CUDA graph recording, by two triangular solves: `cholesky_solve` and
+    `cholesky_inverse` check error codes in host memory there (or call MAGMA, which syncs
+    with the host), which a capture refuses; elsewhere the LAPACK routine, which is faster.
+    """
+    if not cuda_graphs.recording():
+        return torch.cholesky_solve(B, L)
+    return torch.linalg.solve_triangular(
+        L.mT, torch.linalg.solve_triangular(L, B, upper=False), upper=True)
+
+
+def factor_inverse(L: Tensor, eye: Tensor) -> Tensor:
+    """K^-1 from the lower Cholesky factor L of K (`... x n x n`; `eye` the n x n identity),
+    recordable as `factor_solve` is (at about four times `cholesky_inverse`'s flops)."""
+    if not cuda_graphs.recording():
+        return torch.cholesky_inverse(L)
+    L_inv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
+    return L_inv.mT @ L_inv
 
 
 class _Objective:
@@ -291,7 +315,7 @@ class _Objective:
         ok = info == 0
         L = torch.where(ok[:, None, None], L, self.eye)
         nll, alpha = _nll_from_factor(L, self.Y)
-        G = torch.cholesky_inverse(L).baddbmm_(alpha, alpha.mT, alpha=-1.0)  # h x n x n
+        G = factor_inverse(L, self.eye).baddbmm_(alpha, alpha.mT, alpha=-1.0)  # h x n x n
         grads = []
         if spec.dc:
             W = G * lin_decay if not spec.dk else G * lin_decay * (s[:, 0] + s[:, 2] * kk)
@@ -546,7 +570,7 @@ def fit_gp(X: Tensor, Y: Tensor, layout: Layout, *, warm_start: Tensor | None = 
             objective, theta0, lo, hi, value_and_grad=objective.value_and_grad,
             initial_step=0.1 if warm is None else _WARM_FIRST_STEP,
             free=spec.free(device).expand_as(theta0), max_iter=max_iter, steps=steps,
-            tol=1e-6, graph="fit")
+            tol=1e-6, graph="fit" if n <= _GRAPH_MAX_N else None)
         best = values.argmin()
         if not math.isfinite(float(values[best])):
             report.warnings.append("marginal likelihood not finite at any start; "

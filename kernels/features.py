@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bopt.kernels.functional import MixedHypers, column_index, columns
+from bopt.kernels.functional import MixedHypers, columns, put_columns
 
 _MATERN_DOF = 5  # 2 * nu for nu = 5/2
 
@@ -94,7 +94,7 @@ class MixedFeatures:
             grad_cont = g if grad_cont is None else grad_cont + g
         grad = X.new_zeros(X.shape)
         if grad_cont is not None:
-            grad[:, column_index(self.continuous)] = grad_cont
+            put_columns(grad, self.continuous, grad_cont)
         return value, grad
 
 

@@ -6,6 +6,7 @@ once, as the batched marginal-likelihood fit uses), which broadcast against the 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -29,18 +30,34 @@ class MixedHypers(NamedTuple):
     scales: Tensor
 
 
-def column_index(cols: tuple[int, ...]) -> slice | list[int]:
-    """A slice for contiguous columns (indexing makes a view, with no index tensor to copy
-    to the device on every call), else the list."""
+@functools.lru_cache(maxsize=256)
+def _index_tensor(cols: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.tensor(cols, dtype=torch.long, device=device)
+
+
+def column_index(cols: tuple[int, ...], device: torch.device) -> slice | Tensor:
+    """A slice for contiguous columns (indexing makes a view), else an index tensor on
+    `device`, made once: indexing with a Python list would copy the list to the device on
+    every call, which a CUDA graph capture refuses."""
     cols = tuple(cols)
     if cols and cols == tuple(range(cols[0], cols[-1] + 1)):
         return slice(cols[0], cols[-1] + 1)
-    return list(cols)
+    return _index_tensor(cols, device)
 
 
 def columns(X: Tensor, cols: tuple[int, ...]) -> Tensor:
     """`X[..., cols]`: the given columns of `... x d` points."""
-    return X[..., column_index(cols)]
+    index = column_index(cols, X.device)
+    return X[..., index] if isinstance(index, slice) else X.index_select(-1, index)
+
+
+def put_columns(out: Tensor, cols: tuple[int, ...], values: Tensor) -> Tensor:
+    """`out[..., cols] = values` in place; returns `out`."""
+    index = column_index(cols, out.device)
+    if isinstance(index, slice):
+        out[..., index] = values
+        return out
+    return out.index_copy_(-1, index, values)
 
 
 def scaled_sqdist(X1: Tensor, X2: Tensor, lengthscale: Tensor) -> Tensor:
@@ -216,9 +233,7 @@ class CrossPlan:
         grad_cont = state.A * (W.sum(-1, keepdim=True) * self.inv_ls) - W @ self.B_scaled
         if self.everything:
             return grad_cont
-        grad_X1 = grad_cont.new_zeros(state.shape)
-        grad_X1[..., column_index(self.continuous)] = grad_cont
-        return grad_X1
+        return put_columns(grad_cont.new_zeros(state.shape), self.continuous, grad_cont)
 
 
 class _PlannedCross(torch.autograd.Function):

@@ -197,10 +197,12 @@ def test_replayed_fit_and_ascent_capture_and_match_the_eager_loops(no_capture_fa
     monkeypatch.delenv(cuda_graphs.ENV)
     replayed = run()
     assert cuda_graphs.failures() == {}
-    torch.testing.assert_close(replayed[0], eager[0], atol=1e-6, rtol=0.0)
-    assert abs(replayed[1] - eager[1]) < 1e-9
-    torch.testing.assert_close(replayed[2], eager[2], atol=1e-5, rtol=0.0)
-    torch.testing.assert_close(replayed[3], eager[3], atol=1e-8, rtol=1e-8)
+    # Recorded fit iterations solve by triangular solves (`model.factor_solve`), eager ones by
+    # `cholesky_solve`: the loops agree up to rounding, carried through 150 iterations.
+    torch.testing.assert_close(replayed[0], eager[0], atol=1e-3, rtol=0.0)
+    assert abs(replayed[1] - eager[1]) < 1e-6
+    torch.testing.assert_close(replayed[2], eager[2], atol=1e-3, rtol=0.0)
+    torch.testing.assert_close(replayed[3], eager[3], atol=1e-6, rtol=1e-5)
 
 
 def test_a_loop_cuda_cannot_record_runs_eagerly_and_leaves_cuda_usable(no_capture_failures):

@@ -26,7 +26,7 @@ ALLOWED = {
     "bopt.kernels": {"bopt.errors", "bopt.layout"},
     "bopt.acquisition": {"bopt.kernels", "bopt.errors", "bopt.layout", "bopt.optim"},
     "bopt.storage": {"bopt.errors"},
-    "bopt.model": {"bopt.kernels", "bopt.errors", "bopt.layout", "bopt.optim"},
+    "bopt.model": {"bopt.kernels", "bopt.errors", "bopt.layout", "bopt.optim", "bopt.cuda_graphs"},
     "bopt.warp": set(),
     "bopt.sobol": {"bopt.errors"},
     "bopt.validation": {"bopt.errors"},
