@@ -29,14 +29,22 @@ _HOST_BOUND = {torch.ops.aten.lift_fresh.default, torch.ops.aten._local_scalar_d
                torch.ops.aten.is_nonzero.default, torch.ops.aten.cholesky_solve.default,
                torch.ops.aten.cholesky_inverse.default}
 
+# Random draws: a replay repeats the recorded draw (or, with a generator not registered with
+# the graph, the capture fails).
+_RANDOM = {torch.ops.aten.normal_, torch.ops.aten.uniform_, torch.ops.aten.randn,
+           torch.ops.aten.rand, torch.ops.aten.randint, torch.ops.aten.bernoulli_,
+           torch.ops.aten.random_, torch.ops.aten.multinomial, torch.ops.aten.randperm,
+           torch.ops.aten.normal}
+
 
 class HostBoundGuard(TorchDispatchMode):
-    """Fails on any operation in `_HOST_BOUND` and on indexing with a boolean mask."""
+    """Fails on any operation in `_HOST_BOUND` or `_RANDOM` and on indexing with a boolean
+    mask."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         masked = func in (torch.ops.aten.index.Tensor, torch.ops.aten.index_put_.default) and any(
             i is not None and i.dtype == torch.bool for i in args[1])
-        if func in _HOST_BOUND or masked:
+        if func in _HOST_BOUND or masked or func._overloadpacket in _RANDOM:
             raise AssertionError(f"{func} in a recorded iteration: a CUDA capture refuses it")
         return func(*args, **(kwargs or {}))
 
