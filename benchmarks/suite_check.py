@@ -6,6 +6,9 @@ worse than the committed median by more than the committed inter-quartile range.
     python benchmarks/suite_check.py NEW/runs.jsonl --method ei \
         --baseline benchmarks/results/compare/runs.jsonl --out NEW/check.md
 
+`--baseline-method` compares another method of the new run with the baseline's (a candidate
+default against the committed one).
+
 Exits 1 when a problem fails the rule.
 """
 
@@ -55,9 +58,12 @@ def main() -> int:
     parser.add_argument("new")
     parser.add_argument("--method", default="ei")
     parser.add_argument("--baseline", default="benchmarks/results/compare/runs.jsonl")
+    parser.add_argument("--baseline-method", default=None,
+                        help="the baseline's method to compare with (default: --method)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    rows = compare(finals(args.new, args.method), finals(args.baseline, args.method))
+    rows = compare(finals(args.new, args.method),
+                   finals(args.baseline, args.baseline_method or args.method))
     lines = ["| problem | seeds | new median (IQR) | committed median (IQR) | seeds equal | "
              "within the committed IQR |", "|---|---|---|---|---|---|"]
     for r in rows:
