@@ -35,7 +35,7 @@ from bopt.kernels.functional import columns
 from bopt.layout import Layout
 
 NOISE_FLOOR = 1e-6
-_NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) prior on the noise variance
+_NOISE_SHAPE_MINUS_1, _NOISE_RATE = 0.1, 1.0  # Gamma(1.1, 1) prior on the noise variance
 # A log prior term -c / l^2 on each Matern lengthscale l (unit cube), the short-side half of
 # Optuna's lengthscale prior: it stops a fit from collapsing to lengthscales at the lower
 # bound (every point independent; noise explained as signal). Off (0): at 0.1 it removed the
@@ -130,9 +130,9 @@ class _LogPrior:
 
     - kernel hyperparameters: LogNormal(loc, sd) in the hyperparameter's value;
     - each Matern lengthscale l also: -SHORT_LENGTHSCALE_PENALTY / l^2 (off by default);
-    - the noise variance: Gamma(1.1, 30), Optuna's choice, nearly flat towards zero, so a
-      deterministic objective can drive the noise to its floor (BoTorch's LogNormal(-4, 1)
-      charges ~39 nats for that); up to its normalising constant.
+    - the noise variance: Gamma(1.1, 1), nearly flat towards zero (a deterministic objective
+      reaches the floor), one nat per unit of standardised variance (Optuna's rate 30 fits
+      noise as signal: `benchmarks/results/noise_prior_956a6d8/`); up to a constant.
 
     All of it is one expression per entry, with constants built once:
     sum_i [-w_i (t_i - loc_i)^2 / 2 + lin_i t_i + gam_i exp(beta_i t_i)] + const,

@@ -796,7 +796,9 @@ def test_recommend_trusts_the_model_not_the_luckiest_draw(direction):
     assert opt.best.params == {"x": 0.8, "y": 0.0} and opt.best.value == sign * -0.5
     rec = opt.recommend()
     assert rec.params == {"x": 0.2, "y": 0.0} and rec.value == sign * 1.0
-    assert rec.trial_id == 0 and abs(rec.mean - sign * 1.0) < 0.2 and 0 < rec.std < 1.0
+    # B's replicates spread over 2.6, so the fitted noise is large and A's mean shrinks
+    # towards the prior mean (a poor value) by a fraction of its posterior std.
+    assert rec.trial_id == 0 and abs(rec.mean - sign * 1.0) < 1.5 * rec.std < 0.6
     mean, std = opt.predict([{"x": 0.2, "y": 0.0}, {"x": 0.8, "y": 0.0}])
     assert mean.shape == std.shape == (2,) and mean.dtype == np.float64
     assert sign * mean[1] > sign * mean[0] + 0.1  # B is believed worse, despite its -0.5

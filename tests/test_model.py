@@ -93,7 +93,7 @@ def _dense_neg_log_posterior(theta, X, Y, layout):
         2 * math.pi)
     # LogNormal priors on the kernel values; the Hvarfner et al. lengthscale prior for
     # continuous columns, and only the scales of the kernel terms that exist. The noise
-    # variance has a Gamma(1.1, rate 30) prior, without its normalising constant.
+    # variance has a Gamma(1.1, rate 1) prior, without its normalising constant.
     num_terms = 1 if (dc == 0 or dk == 0) else 3
     used_scales = ([True, True, True] if num_terms == 3 else
                    [dk == 0, dc == 0, False])
@@ -103,7 +103,7 @@ def _dense_neg_log_posterior(theta, X, Y, layout):
     used = torch.tensor([True] * (dc + dk) + used_scales)
     log_prior = LogNormal(torch.tensor(locs, dtype=F64), torch.tensor(sds, dtype=F64)).log_prob(
         values[:-1])[used].sum()
-    log_prior = log_prior + 0.1 * torch.log(values[-1]) - 30.0 * values[-1]
+    log_prior = log_prior + 0.1 * torch.log(values[-1]) - 1.0 * values[-1]
     return (nll - log_prior) / n
 
 
