@@ -136,8 +136,14 @@ def main() -> None:
     if args.device == "cpu":
         for label, growth in (("kept", 0.5), ("refit", 0.0)):
             rows = count_suggests(args.n, args.repeats, growth, "cpu", graphs=True)
-            if [r["params"] for r in rows] != [r["params"] for r in result[label]]:
-                raise SystemExit(f"{label}: the emulated graphs changed the trials")
+            # Recorded fit iterations solve by triangular solves (`model.factor_solve`), the
+            # eager ones by `cholesky_solve`: the trials agree up to rounding, carried
+            # through ten fits and ascents (each stops at a tolerance, not at an exact point).
+            drift = max(abs(a[k] - b[k]) for x, y in zip(rows, result[label])
+                        for a, b in [(x["params"], y["params"])] for k in a)
+            if drift > 1e-3:
+                raise SystemExit(f"{label}: the emulated graphs changed the trials by {drift:.2g}")
+            result[f"{label}, graphs drift"] = drift
             result[f"{label}, graphs"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"op_count_{args.device.split(':')[0]}"
@@ -154,6 +160,9 @@ def main() -> None:
                      f"{statistics.median(r['fit'] for r in rows):.0f} | "
                      f"{statistics.median(r['acquisition'] for r in rows):.0f} | "
                      f"{statistics.median(totals):.0f} ({min(totals)} - {max(totals)}) |")
+    if "kept, graphs drift" in result:
+        lines += ["", "Largest difference in a proposed parameter, emulated graphs against eager: "
+                  f"kept {result['kept, graphs drift']:.2g}, refit {result['refit, graphs drift']:.2g}."]
     lines += ["", "Most frequent operations in the last refit suggest: "
               + ", ".join(f"`{name}` {count}" for name, count in result["refit"][-1]["top"]), ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
