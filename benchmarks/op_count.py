@@ -139,8 +139,8 @@ def main() -> None:
             # Recorded fit iterations solve by triangular solves (`model.factor_solve`), the
             # eager ones by `cholesky_solve`: the trials agree up to rounding, carried
             # through ten fits and ascents (each stops at a tolerance, not at an exact point).
-            drift = max(abs(a[k] - b[k]) for x, y in zip(rows, result[label])
-                        for a, b in [(x["params"], y["params"])] for k in a)
+            drift = max(abs(graphed["params"][k] - eager["params"][k])
+                        for graphed, eager in zip(rows, result[label]) for k in eager["params"])
             if drift > 1e-3:
                 raise SystemExit(f"{label}: the emulated graphs changed the trials by {drift:.2g}")
             result[f"{label}, graphs drift"] = drift
